@@ -1,0 +1,64 @@
+//! Document references: the bytes live in the object store; this is their metadata.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Validate;
+use crate::error::{Result, ensure};
+use crate::ids::{DocumentId, HealthId, ObjectKey};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    LabReport,
+    Letter,
+    Image,
+    Prescription,
+    Other,
+}
+
+/// A detached signature over the document's SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentSignature {
+    /// `ed25519`.
+    pub algorithm: String,
+    pub public_key_hex: String,
+    pub signature_hex: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentRef {
+    pub id: DocumentId,
+    pub patient: HealthId,
+    pub kind: DocumentKind,
+    pub content_type: String,
+    pub object_key: ObjectKey,
+    /// Hex SHA-256 of the plaintext bytes.
+    pub sha256: String,
+    pub size_bytes: u64,
+    /// User id of the uploader.
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<DocumentSignature>,
+}
+
+impl Validate for DocumentRef {
+    fn validate(&self) -> Result<()> {
+        ensure(
+            self.sha256.len() == 64 && self.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+            "document.sha256",
+            || "expected 64 hex characters".into(),
+        )?;
+        ensure(
+            self.content_type.contains('/'),
+            "document.content_type",
+            || "expected a MIME type such as `application/pdf`".into(),
+        )?;
+        ensure(
+            !self.uploaded_by.trim().is_empty(),
+            "document.uploaded_by",
+            || "must not be empty".into(),
+        )
+    }
+}

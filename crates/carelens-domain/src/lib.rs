@@ -1,0 +1,60 @@
+//! carelens domain model: the types every module shares, and their validation.
+//!
+//! No IO lives here. Newtypes (`HealthId`, `Icd10Code`, `Probability`, …) are valid by
+//! construction: parsing and deserialising both go through the same check. Structs with
+//! invariants spanning several fields implement [`Validate`]; their constructors call it,
+//! and every store calls it again before writing.
+
+mod audit;
+mod codes;
+mod condition;
+mod consent;
+mod document;
+mod error;
+mod history;
+mod ids;
+mod patient;
+mod prediction;
+mod provider;
+
+pub use audit::{
+    Actor, ActorRole, AuditAction, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain,
+};
+pub use codes::{
+    AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def,
+};
+pub use condition::{Condition, GroundTruth};
+pub use consent::{ConsentGrant, Grantee};
+pub use document::{DocumentKind, DocumentRef, DocumentSignature};
+pub use error::{DomainError, Result};
+pub use history::{
+    Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Diagnosis, Dose, HistoryEntry,
+    HistoryKind, ImagingStudy, MedicationStatement, Modality, Observation, Procedure,
+    ProcedureKind, ReferenceRange, Source, SourceKind, TherapyModality, TherapySession,
+    Vaccination,
+};
+pub use ids::{
+    AppointmentId, ConsentId, DocumentId, EntryId, HealthId, ObjectKey, PredictionSetId,
+    ProviderId, ReviewId, RuleId,
+};
+pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};
+pub use prediction::{
+    DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand,
+    SourceProbability,
+};
+pub use provider::{
+    Address, Appointment, AppointmentStatus, LanguageCode, Provider, ProviderKind, RatingSummary,
+    Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
+};
+
+/// Checks the invariants of a value that spans several fields.
+pub trait Validate {
+    /// Returns the first violated invariant, naming the field.
+    fn validate(&self) -> Result<()>;
+}
+
+impl<T: Validate> Validate for [T] {
+    fn validate(&self) -> Result<()> {
+        self.iter().try_for_each(Validate::validate)
+    }
+}
