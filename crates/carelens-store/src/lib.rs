@@ -1,1 +1,20 @@
+//! Storage for carelens: the [`Store`] and [`ObjectStore`] traits every backend implements,
+//! and the embedded default backends ([`SqliteStore`], [`LocalObjects`]).
+//!
+//! The traits speak domain types only; no SQL (or BSON) crosses them. Every write validates
+//! its input first ([`carelens_domain::Validate`]) and a [`WriteBatch`] lands atomically.
 
+mod error;
+mod local;
+mod objects;
+mod sqlite;
+mod store;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use error::{Result, StoreError};
+pub use local::LocalObjects;
+pub use objects::ObjectStore;
+pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};

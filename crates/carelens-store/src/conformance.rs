@@ -1,0 +1,775 @@
+//! The backend-independent conformance suite. Every [`Store`] and [`ObjectStore`]
+//! implementation runs it; a backend is done when it passes all of it.
+//!
+//! `run_store_suite` takes a factory so each check starts from an empty store.
+
+use std::sync::Arc;
+
+use carelens_domain::{
+    Actor, ActorRole, Address, Appointment, AppointmentId, AppointmentStatus, AuditAction,
+    AuditOutcome, Category, ClinicalStatus, Condition, ConsentGrant, ConsentId, Diagnosis,
+    DocumentId, DocumentKind, DocumentRef, EntryId, GENESIS_HASH, GeoPoint, Grantee, GroundTruth,
+    HealthId, HistoryEntry, HistoryKind, Insurance, InsuranceKind, ModelRef, Observation, Patient,
+    PersonName, PredictionSet, PredictionSetId, Provider, ProviderId, ProviderKind, RatingSummary,
+    Residence, Review, ReviewId, RuleId, ScheduleRule, Sex, Source, Specialty, VisitType,
+    verify_chain,
+};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+
+use crate::{AuditEvent, HistoryFilter, ObjectStore, PageRequest, Store, StoreError, WriteBatch};
+
+/// Test data builders shared by the suite and other crates' tests.
+pub mod fixtures {
+    use super::*;
+
+    pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("valid fixture date")
+    }
+
+    pub fn time(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
+            .single()
+            .expect("valid fixture time")
+    }
+
+    pub fn patient(n: u64) -> Patient {
+        Patient::new(
+            HealthId::from_number(n),
+            PersonName {
+                given: format!("Given{n}"),
+                family: format!("Family{n}"),
+            },
+            date(
+                1950 + (n % 60) as i32,
+                1 + (n % 12) as u32,
+                1 + (n % 28) as u32,
+            ),
+            if n % 2 == 0 { Sex::Female } else { Sex::Male },
+            Residence {
+                region: "Bayern".into(),
+                city: "München".into(),
+                postcode: "80331".into(),
+                location: GeoPoint::new(48.137, 11.575).expect("valid"),
+            },
+            Insurance {
+                kind: InsuranceKind::Statutory,
+                insurer_id: "108310400".into(),
+            },
+        )
+        .expect("valid fixture patient")
+    }
+
+    pub fn provider(n: u64) -> Provider {
+        Provider {
+            id: ProviderId::from_number(n),
+            kind: ProviderKind::Practice,
+            name: format!("Praxis {n}"),
+            specialty: Specialty::GeneralPractice,
+            address: Address {
+                street: "Marienplatz 1".into(),
+                postcode: "80331".into(),
+                city: "München".into(),
+                region: "Bayern".into(),
+            },
+            location: GeoPoint::new(48.137, 11.575).expect("valid"),
+            accepts: vec![InsuranceKind::Statutory, InsuranceKind::Private],
+            languages: vec!["de".to_string().try_into().expect("valid")],
+            rating: RatingSummary {
+                count: 1,
+                mean: 4.0,
+            },
+        }
+    }
+
+    pub fn diagnosis(id: u128, patient: &HealthId, on: NaiveDate, code: &str) -> HistoryEntry {
+        HistoryEntry::new(
+            EntryId::from_u128(id),
+            patient.clone(),
+            on,
+            Source::synthetic(),
+            HistoryKind::Diagnosis(Diagnosis {
+                code: code.parse().expect("valid code"),
+                display: "fixture".into(),
+                status: ClinicalStatus::Active,
+            }),
+        )
+        .expect("valid fixture entry")
+    }
+
+    pub fn observation(
+        id: u128,
+        patient: &HealthId,
+        on: NaiveDate,
+        loinc: &str,
+        value: f64,
+    ) -> HistoryEntry {
+        HistoryEntry::new(
+            EntryId::from_u128(id),
+            patient.clone(),
+            on,
+            Source::synthetic(),
+            HistoryKind::Observation(
+                Observation::catalogued(loinc, value).expect("valid observation"),
+            ),
+        )
+        .expect("valid fixture entry")
+    }
+
+    pub fn appointment(
+        id: u128,
+        patient: &HealthId,
+        provider: &ProviderId,
+        start: DateTime<Utc>,
+    ) -> Appointment {
+        Appointment {
+            id: AppointmentId::from_u128(id),
+            patient: patient.clone(),
+            provider: provider.clone(),
+            start,
+            end: start + Duration::minutes(15),
+            visit_type: VisitType::FollowUp,
+            status: AppointmentStatus::Booked,
+            booked_at: start - Duration::days(10),
+            status_changed_at: start - Duration::days(10),
+        }
+    }
+
+    pub fn prediction_set(id: u128, patient: &HealthId, version: u32) -> PredictionSet {
+        PredictionSet {
+            id: PredictionSetId::from_u128(id),
+            patient: patient.clone(),
+            version,
+            created_at: time(2026, 1, 1, 8) + Duration::hours(i64::from(version)),
+            models: vec![ModelRef {
+                name: "cxr".into(),
+                version: "1".into(),
+            }],
+            fusion: serde_json::json!({"method": "stacking"}),
+            input_fingerprint: format!("fp{version}"),
+            predictions: vec![],
+        }
+    }
+}
+
+use fixtures::*;
+
+type Check = fn(Arc<dyn Store>) -> futures_lite::BoxFuture<'static, ()>;
+
+mod futures_lite {
+    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+}
+
+macro_rules! checks {
+    ($($name:ident),* $(,)?) => {
+        const STORE_CHECKS: &[(&str, Check)] = &[$((stringify!($name), |s| Box::pin($name(s)))),*];
+    };
+}
+
+checks!(
+    patient_and_history_round_trip,
+    upserts_are_idempotent,
+    batches_are_atomic,
+    invalid_values_are_rejected_before_writing,
+    pagination_visits_everything_once,
+    one_booking_per_slot,
+    appointment_status_flow,
+    providers_reviews_and_rules,
+    prediction_set_versions,
+    consents_upsert_and_revoke,
+    audit_chain_under_concurrency,
+    documents_round_trip,
+    meta_round_trip,
+    concurrent_writers,
+    counts_add_up,
+);
+
+/// Runs every store check, each against a fresh store from `make`. Panics naming the check
+/// that failed.
+pub async fn run_store_suite(mut make: impl FnMut() -> Arc<dyn Store>) {
+    for (name, check) in STORE_CHECKS {
+        let store = make();
+        let handle = tokio::spawn(check(store));
+        if let Err(e) = handle.await {
+            panic!("conformance check `{name}` failed: {e}");
+        }
+    }
+}
+
+async fn patient_and_history_round_trip(s: Arc<dyn Store>) {
+    let p = patient(1);
+    let later = observation(2, &p.id, date(2024, 6, 1), "4548-4", 7.4);
+    let earlier = diagnosis(1, &p.id, date(2023, 2, 1), "E11.9");
+    let mental = diagnosis(3, &p.id, date(2024, 1, 1), "F32.1");
+    let truth = GroundTruth {
+        patient: p.id.clone(),
+        condition: Condition::Type2Diabetes,
+        onset: date(2023, 1, 1),
+        diagnosed: true,
+    };
+    s.apply(WriteBatch {
+        patients: vec![p.clone()],
+        history: vec![later.clone(), earlier.clone(), mental.clone()],
+        ground_truth: vec![truth.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_patient(&p.id).await.unwrap(), Some(p.clone()));
+    assert_eq!(
+        s.get_patient(&HealthId::from_number(999)).await.unwrap(),
+        None
+    );
+    let all = s.history(&p.id, &HistoryFilter::default()).await.unwrap();
+    assert_eq!(
+        all,
+        vec![earlier.clone(), mental.clone(), later.clone()],
+        "date order"
+    );
+    let labs = HistoryFilter {
+        categories: vec![Category::Observation],
+        ..Default::default()
+    };
+    assert_eq!(s.history(&p.id, &labs).await.unwrap(), vec![later.clone()]);
+    let mh = HistoryFilter {
+        categories: vec![Category::MentalHealth],
+        ..Default::default()
+    };
+    assert_eq!(s.history(&p.id, &mh).await.unwrap(), vec![mental]);
+    let window = HistoryFilter {
+        from: Some(date(2024, 1, 2)),
+        to: Some(date(2024, 12, 31)),
+        ..Default::default()
+    };
+    assert_eq!(s.history(&p.id, &window).await.unwrap(), vec![later]);
+    assert_eq!(s.ground_truth(&p.id).await.unwrap(), vec![truth]);
+    assert!(
+        s.history(&HealthId::from_number(2), &HistoryFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn upserts_are_idempotent(s: Arc<dyn Store>) {
+    let p = patient(1);
+    let batch = WriteBatch {
+        patients: vec![p.clone()],
+        history: vec![diagnosis(1, &p.id, date(2023, 2, 1), "I10")],
+        appointments: vec![appointment(
+            1,
+            &p.id,
+            &ProviderId::from_number(1),
+            time(2025, 3, 3, 9),
+        )],
+        ..Default::default()
+    };
+    s.apply(batch.clone()).await.unwrap();
+    s.apply(batch).await.unwrap();
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.patients, c.history_entries, c.appointments), (1, 1, 1));
+    let mut moved = p.clone();
+    moved.residence.city = "Augsburg".into();
+    s.apply(WriteBatch {
+        patients: vec![moved.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_patient(&p.id).await.unwrap(), Some(moved));
+}
+
+async fn batches_are_atomic(s: Arc<dyn Store>) {
+    let (p1, p2) = (patient(1), patient(2));
+    let dr = ProviderId::from_number(1);
+    let slot = time(2025, 3, 3, 9);
+    let err = s
+        .apply(WriteBatch {
+            patients: vec![p1.clone(), p2.clone()],
+            history: vec![diagnosis(1, &p1.id, date(2023, 1, 1), "I10")],
+            // The second appointment takes the first one's slot: the whole batch must fail.
+            appointments: vec![
+                appointment(1, &p1.id, &dr, slot),
+                appointment(2, &p2.id, &dr, slot),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                entity: "appointment",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        s.get_patient(&p1.id).await.unwrap(),
+        None,
+        "no half-written patient"
+    );
+    let c = s.counts().await.unwrap();
+    assert_eq!((c.patients, c.history_entries, c.appointments), (0, 0, 0));
+}
+
+async fn invalid_values_are_rejected_before_writing(s: Arc<dyn Store>) {
+    let good = patient(1);
+    let mut bad = patient(2);
+    bad.residence.postcode = "ABC".into();
+    let err = s
+        .apply(WriteBatch {
+            patients: vec![good.clone(), bad],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Invalid { entity, id, source } => {
+            assert_eq!(
+                (*entity, id.as_str()),
+                ("patient", HealthId::from_number(2).as_str())
+            );
+            assert!(
+                source.to_string().contains("residence.postcode"),
+                "{source}"
+            );
+        }
+        other => panic!("expected Invalid, got {other}"),
+    }
+    assert_eq!(s.get_patient(&good.id).await.unwrap(), None);
+    let mut appt = appointment(
+        1,
+        &good.id,
+        &ProviderId::from_number(1),
+        time(2025, 1, 1, 9),
+    );
+    appt.end = appt.start;
+    assert!(matches!(
+        s.book(&appt).await,
+        Err(StoreError::Invalid {
+            entity: "appointment",
+            ..
+        })
+    ));
+}
+
+async fn pagination_visits_everything_once(s: Arc<dyn Store>) {
+    let patients: Vec<Patient> = (0..25).map(patient).collect();
+    s.apply(WriteBatch {
+        patients: patients.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut page = Some(PageRequest::first(10));
+    let mut pages = 0;
+    while let Some(req) = page {
+        let got = s.list_patients(req).await.unwrap();
+        assert!(got.items.len() <= 10);
+        seen.extend(got.items.into_iter().map(|p| p.id));
+        page = got.next;
+        pages += 1;
+    }
+    let mut expected: Vec<HealthId> = patients.into_iter().map(|p| p.id).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 3);
+    let exact = s.list_patients(PageRequest::first(25)).await.unwrap();
+    assert_eq!((exact.items.len(), exact.next), (25, None));
+}
+
+async fn one_booking_per_slot(s: Arc<dyn Store>) {
+    let dr = ProviderId::from_number(1);
+    let slot = time(2025, 3, 3, 9);
+    let first = appointment(1, &HealthId::from_number(1), &dr, slot);
+    s.book(&first).await.unwrap();
+    let second = appointment(2, &HealthId::from_number(2), &dr, slot);
+    let err = s.book(&second).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                entity: "appointment",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("already booked"), "{err}");
+    // Another provider at the same time, and the same provider at another time, are fine.
+    s.book(&appointment(
+        3,
+        &HealthId::from_number(2),
+        &ProviderId::from_number(2),
+        slot,
+    ))
+    .await
+    .unwrap();
+    s.book(&appointment(
+        4,
+        &HealthId::from_number(2),
+        &dr,
+        slot + Duration::minutes(15),
+    ))
+    .await
+    .unwrap();
+    // Cancelling frees the slot.
+    s.set_appointment_status(
+        &first.id,
+        AppointmentStatus::Cancelled,
+        slot - Duration::days(1),
+    )
+    .await
+    .unwrap();
+    s.book(&second).await.unwrap();
+    let day = s
+        .appointments_for_provider(&dr, slot, slot + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        day.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![first.id, second.id, AppointmentId::from_u128(4)]
+    );
+}
+
+async fn appointment_status_flow(s: Arc<dyn Store>) {
+    let p = HealthId::from_number(1);
+    let a = appointment(1, &p, &ProviderId::from_number(1), time(2025, 3, 3, 9));
+    s.book(&a).await.unwrap();
+    let at = a.start;
+    for status in [
+        AppointmentStatus::Confirmed,
+        AppointmentStatus::CheckedIn,
+        AppointmentStatus::Completed,
+    ] {
+        assert_eq!(
+            s.set_appointment_status(&a.id, status, at)
+                .await
+                .unwrap()
+                .status,
+            status
+        );
+    }
+    let err = s
+        .set_appointment_status(&a.id, AppointmentStatus::Cancelled, at)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot go from completed to cancelled"),
+        "{err}"
+    );
+    assert_eq!(
+        s.get_appointment(&a.id).await.unwrap().unwrap().status,
+        AppointmentStatus::Completed
+    );
+    let missing = s
+        .set_appointment_status(
+            &AppointmentId::from_u128(99),
+            AppointmentStatus::Confirmed,
+            at,
+        )
+        .await;
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound {
+            entity: "appointment",
+            ..
+        })
+    ));
+    assert_eq!(s.appointments_for_patient(&p).await.unwrap().len(), 1);
+}
+
+async fn providers_reviews_and_rules(s: Arc<dyn Store>) {
+    let dr = provider(1);
+    let review = Review {
+        id: ReviewId::from_u128(1),
+        provider: dr.id.clone(),
+        patient: HealthId::from_number(1),
+        stars: 5,
+        text: "Sehr freundlich".into(),
+        date: date(2025, 1, 1),
+        verified_visit: true,
+    };
+    let rule = ScheduleRule {
+        id: RuleId::from_u128(1),
+        provider: dr.id.clone(),
+        weekday: Weekday::Tue,
+        start: NaiveTime::from_hms_opt(8, 0, 0).expect("valid"),
+        end: NaiveTime::from_hms_opt(12, 0, 0).expect("valid"),
+        slot_minutes: 15,
+        visit_type: VisitType::FollowUp,
+        valid_from: date(2025, 1, 1),
+        valid_until: None,
+    };
+    s.apply(WriteBatch {
+        providers: vec![dr.clone(), provider(2)],
+        reviews: vec![review.clone()],
+        schedule_rules: vec![rule.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.get_provider(&dr.id).await.unwrap(), Some(dr.clone()));
+    assert_eq!(
+        s.list_providers(PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    assert_eq!(s.reviews_for(&dr.id).await.unwrap(), vec![review]);
+    assert_eq!(s.schedule_rules_for(&dr.id).await.unwrap(), vec![rule]);
+    assert!(
+        s.reviews_for(&ProviderId::from_number(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn prediction_set_versions(s: Arc<dyn Store>) {
+    let p = HealthId::from_number(1);
+    assert_eq!(s.latest_prediction_set(&p).await.unwrap(), None);
+    s.put_prediction_set(&prediction_set(1, &p, 1))
+        .await
+        .unwrap();
+    s.put_prediction_set(&prediction_set(2, &p, 2))
+        .await
+        .unwrap();
+    let err = s
+        .put_prediction_set(&prediction_set(3, &p, 2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                entity: "prediction set",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        s.latest_prediction_set(&p).await.unwrap().unwrap().version,
+        2
+    );
+    assert_eq!(
+        s.prediction_sets(&p)
+            .await
+            .unwrap()
+            .iter()
+            .map(|x| x.version)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+}
+
+async fn consents_upsert_and_revoke(s: Arc<dyn Store>) {
+    let p = HealthId::from_number(1);
+    let mut g = ConsentGrant {
+        id: ConsentId::from_u128(1),
+        patient: p.clone(),
+        grantee: Grantee::Provider(ProviderId::from_number(1)),
+        categories: vec![Category::Diagnosis, Category::Observation],
+        valid_from: time(2025, 1, 1, 0),
+        valid_until: None,
+        revoked_at: None,
+    };
+    s.put_consent(&g).await.unwrap();
+    g.revoked_at = Some(time(2025, 2, 1, 0));
+    s.put_consent(&g).await.unwrap();
+    let got = s.consents_for(&p).await.unwrap();
+    assert_eq!(got, vec![g.clone()]);
+    assert!(!got[0].is_active_at(time(2025, 3, 1, 0)));
+    g.categories.clear();
+    assert!(matches!(
+        s.put_consent(&g).await,
+        Err(StoreError::Invalid {
+            entity: "consent",
+            ..
+        })
+    ));
+}
+
+async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..20u64 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.append_audit(AuditEvent {
+                at: time(2025, 1, 1, 0) + Duration::seconds(i as i64),
+                actor: Actor {
+                    role: ActorRole::Doctor,
+                    id: format!("dr-{i}"),
+                },
+                action: AuditAction::Read,
+                patient: Some(HealthId::from_number(i)),
+                resource: format!("history/{i}"),
+                outcome: AuditOutcome::Allowed,
+                reason: None,
+            })
+            .await
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let log = s.audit_log(0, 1000).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    assert_eq!(verify_chain(&log, GENESIS_HASH.into()), Ok(()));
+    assert_eq!(s.audit_log(18, 10).await.unwrap().len(), 2);
+}
+
+async fn documents_round_trip(s: Arc<dyn Store>) {
+    let p = HealthId::from_number(1);
+    let sha = "ab".repeat(32);
+    let doc = DocumentRef {
+        id: DocumentId::from_u128(1),
+        patient: p.clone(),
+        kind: DocumentKind::LabReport,
+        content_type: "application/pdf".into(),
+        object_key: carelens_domain::ObjectKey::for_sha256(&sha).expect("valid"),
+        sha256: sha,
+        size_bytes: 1234,
+        uploaded_by: "dr-1".into(),
+        uploaded_at: time(2025, 1, 1, 0),
+        signature: None,
+    };
+    s.put_document(&doc).await.unwrap();
+    assert_eq!(s.get_document(&doc.id).await.unwrap(), Some(doc.clone()));
+    assert_eq!(s.documents_for(&p).await.unwrap(), vec![doc]);
+    assert_eq!(
+        s.get_document(&DocumentId::from_u128(2)).await.unwrap(),
+        None
+    );
+}
+
+async fn meta_round_trip(s: Arc<dyn Store>) {
+    assert_eq!(s.get_meta("k").await.unwrap(), None);
+    s.set_meta("k", "v1").await.unwrap();
+    s.set_meta("k", "v2").await.unwrap();
+    assert_eq!(s.get_meta("k").await.unwrap().as_deref(), Some("v2"));
+}
+
+async fn concurrent_writers(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            for b in 0..5u64 {
+                let patients = (0..10).map(|i| patient(w * 1000 + b * 10 + i)).collect();
+                s.apply(WriteBatch {
+                    patients,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(s.counts().await.unwrap().patients, 8 * 5 * 10);
+}
+
+async fn counts_add_up(s: Arc<dyn Store>) {
+    let (p1, p2) = (patient(1), patient(2));
+    s.apply(WriteBatch {
+        patients: vec![p1.clone(), p2.clone()],
+        history: vec![
+            diagnosis(1, &p1.id, date(2020, 1, 1), "E11.9"),
+            diagnosis(2, &p2.id, date(2020, 1, 1), "F41.1"),
+            observation(3, &p1.id, date(2020, 1, 1), "2345-7", 140.0),
+        ],
+        ground_truth: vec![GroundTruth {
+            patient: p1.id.clone(),
+            condition: Condition::Type2Diabetes,
+            onset: date(2019, 6, 1),
+            diagnosed: true,
+        }],
+        providers: vec![provider(1)],
+        appointments: vec![appointment(
+            1,
+            &p1.id,
+            &ProviderId::from_number(1),
+            time(2025, 1, 1, 9),
+        )],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = s.counts().await.unwrap();
+    assert_eq!(
+        (c.patients, c.providers, c.history_entries, c.appointments),
+        (2, 1, 3, 1)
+    );
+    assert_eq!(c.history_by_category.get("diagnosis"), Some(&1));
+    assert_eq!(c.history_by_category.get("mental_health"), Some(&1));
+    assert_eq!(c.history_by_category.get("observation"), Some(&1));
+    assert_eq!(c.appointments_by_status.get("booked"), Some(&1));
+    assert_eq!(c.ground_truth_by_condition.get("type2_diabetes"), Some(&1));
+}
+
+/// Runs every object-store check against `store` (which may hold other objects).
+pub async fn run_object_suite(store: &dyn ObjectStore) {
+    let a = b"first object".to_vec();
+    let key = store.put(a.clone()).await.unwrap();
+    assert!(key.as_str().starts_with("sha256/"), "{key}");
+    assert_eq!(
+        store.put(a.clone()).await.unwrap(),
+        key,
+        "content-addressed puts are idempotent"
+    );
+    assert_eq!(store.get(&key).await.unwrap(), a);
+    assert!(store.exists(&key).await.unwrap());
+
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let big_key = store.put(big.clone()).await.unwrap();
+    assert_eq!(store.get(&big_key).await.unwrap(), big);
+
+    let empty_key = store.put(Vec::new()).await.unwrap();
+    assert_eq!(store.get(&empty_key).await.unwrap(), Vec::<u8>::new());
+
+    let listed = store.list("sha256/").await.unwrap();
+    for k in [&key, &big_key, &empty_key] {
+        assert!(listed.contains(k), "{k} not listed");
+    }
+    let two = &key.as_str()[..9];
+    assert!(
+        store
+            .list(two)
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.as_str().starts_with(two))
+    );
+    assert!(store.list("nothing-here/").await.unwrap().is_empty());
+
+    store.delete(&key).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert!(!store.exists(&key).await.unwrap());
+    let missing = store.get(&key).await.unwrap_err();
+    assert!(
+        matches!(
+            missing,
+            StoreError::NotFound {
+                entity: "object",
+                ..
+            }
+        ),
+        "{missing}"
+    );
+}

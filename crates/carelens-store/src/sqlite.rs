@@ -1,0 +1,939 @@
+//! The embedded default backend: one SQLite file in WAL mode.
+//!
+//! Each entity is a row with the columns we index on plus its canonical JSON in `body`, so
+//! the schema stays small and other tools can still read it with `json_extract`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use carelens_domain::{
+    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId,
+    DocumentRef, GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId,
+    Review, ScheduleRule, Validate,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
+use crate::{Result, StoreError};
+
+/// Schema migrations, in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything issue #2 needs.
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE patients (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+    CREATE TABLE history (
+        id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, category TEXT NOT NULL,
+        date TEXT NOT NULL, code TEXT, body TEXT NOT NULL);
+    CREATE INDEX history_patient_date ON history (patient_id, date);
+    CREATE INDEX history_code ON history (code);
+    CREATE TABLE ground_truth (
+        patient_id TEXT NOT NULL, condition TEXT NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (patient_id, condition));
+    CREATE TABLE providers (id TEXT PRIMARY KEY, specialty TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE TABLE reviews (id TEXT PRIMARY KEY, provider_id TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX reviews_provider ON reviews (provider_id);
+    CREATE TABLE schedule_rules (id TEXT PRIMARY KEY, provider_id TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX schedule_rules_provider ON schedule_rules (provider_id);
+    CREATE TABLE appointments (
+        id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, provider_id TEXT NOT NULL,
+        start TEXT NOT NULL, status TEXT NOT NULL, holds_slot INTEGER NOT NULL, body TEXT NOT NULL);
+    CREATE UNIQUE INDEX appointments_one_per_slot ON appointments (provider_id, start) WHERE holds_slot = 1;
+    CREATE INDEX appointments_provider_start ON appointments (provider_id, start);
+    CREATE INDEX appointments_patient ON appointments (patient_id);
+    CREATE TABLE prediction_sets (
+        id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, version INTEGER NOT NULL,
+        created_at TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (patient_id, version));
+    CREATE TABLE consents (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX consents_patient ON consents (patient_id);
+    CREATE TABLE audit (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, patient_id TEXT, body TEXT NOT NULL);
+    CREATE TABLE documents (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX documents_patient ON documents (patient_id);
+    "#,
+];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const BACKEND: &str = "sqlite";
+
+/// The embedded store: a SQLite database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend {
+        backend: BACKEND,
+        message: format!("encoding: {e}"),
+    })
+}
+
+fn from_json<T: DeserializeOwned>(entity: &'static str, id: &str, body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|source| StoreError::Decode {
+        entity,
+        id: id.to_owned(),
+        source,
+    })
+}
+
+fn validate<T: Validate + ?Sized>(entity: &'static str, id: impl ToString, v: &T) -> Result<()> {
+    v.validate().map_err(|source| StoreError::Invalid {
+        entity,
+        id: id.to_string(),
+        source,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it to [`SCHEMA_VERSION`].
+    /// Refuses files written by a newer schema and files that are not SQLite databases.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn =
+            Connection::open_with_flags(&path, flags).map_err(|e| open_error(&path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| open_error(&path, e))?;
+        // The first real read of the header is where a non-database file shows itself.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| open_error(&path, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| open_error(&path, e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| open_error(&path, e))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(|e| open_error(&path, e))?;
+            tx.execute_batch(sql).map_err(|e| open_error(&path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| open_error(&path, e))?;
+            tx.commit().map_err(|e| open_error(&path, e))?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut guard).map_err(|e| match e {
+                StoreError::Backend { message, .. }
+                    if message.contains("not a database") || message.contains("malformed") =>
+                {
+                    StoreError::Corrupt {
+                        path,
+                        detail: message,
+                    }
+                }
+                other => other,
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("worker thread failed: {e}"),
+        })?
+    }
+
+    fn query_bodies<T: DeserializeOwned>(
+        conn: &Connection,
+        entity: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>> {
+        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+        let rows = stmt
+            .query_map(params, |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, body) = row.map_err(db)?;
+            out.push(from_json(entity, &id, &body)?);
+        }
+        Ok(out)
+    }
+
+    fn page<T: DeserializeOwned>(
+        conn: &Connection,
+        entity: &'static str,
+        table: &str,
+        page: PageRequest,
+    ) -> Result<Page<T>> {
+        let limit = page.limit.clamp(1, 10_000);
+        let after = page.after.unwrap_or_default();
+        let sql = format!("SELECT id, body FROM {table} WHERE id > ?1 ORDER BY id LIMIT ?2");
+        let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+        let rows = stmt
+            .query_map(params![after, limit + 1], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(db)?;
+        let mut items = Vec::new();
+        let mut last_id = None;
+        let mut more = false;
+        for row in rows {
+            let (id, body) = row.map_err(db)?;
+            if items.len() == limit as usize {
+                more = true;
+                break;
+            }
+            items.push(from_json(entity, &id, &body)?);
+            last_id = Some(id);
+        }
+        let next = if more {
+            last_id.map(|a| PageRequest {
+                after: Some(a),
+                limit,
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        },
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            StoreError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string()),
+            }
+        }
+        _ => StoreError::Backend {
+            backend: BACKEND,
+            message: e.to_string(),
+        },
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+fn slot_key(a: &Appointment) -> String {
+    format!("{}@{}", a.provider, ts(a.start))
+}
+
+fn write_appointment(tx: &Transaction<'_>, a: &Appointment) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO appointments (id, patient_id, provider_id, start, status, holds_slot, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET patient_id = ?2, provider_id = ?3, start = ?4, status = ?5,
+             holds_slot = ?6, body = ?7",
+    )
+    .map_err(db)?
+    .execute(params![
+        a.id.to_string(),
+        a.patient.as_str(),
+        a.provider.as_str(),
+        ts(a.start),
+        a.status.as_str(),
+        a.status.holds_slot(),
+        to_json(a)?
+    ])
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict {
+                entity: "appointment",
+                key: slot_key(a),
+                reason: "the slot is already booked",
+            }
+        } else {
+            db(e)
+        }
+    })?;
+    Ok(())
+}
+
+fn write_batch(tx: &Transaction<'_>, b: &WriteBatch) -> Result<()> {
+    {
+        let mut st = tx
+            .prepare_cached("INSERT INTO patients (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = ?2")
+            .map_err(db)?;
+        for p in &b.patients {
+            st.execute(params![p.id.as_str(), to_json(p)?])
+                .map_err(db)?;
+        }
+    }
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO history (id, patient_id, category, date, code, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET patient_id = ?2, category = ?3, date = ?4, code = ?5, body = ?6",
+            )
+            .map_err(db)?;
+        for e in &b.history {
+            st.execute(params![
+                e.id.to_string(),
+                e.patient.as_str(),
+                e.category().as_str(),
+                e.date.to_string(),
+                e.code(),
+                to_json(e)?
+            ])
+            .map_err(db)?;
+        }
+    }
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO ground_truth (patient_id, condition, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (patient_id, condition) DO UPDATE SET body = ?3",
+            )
+            .map_err(db)?;
+        for g in &b.ground_truth {
+            st.execute(params![
+                g.patient.as_str(),
+                g.condition.as_str(),
+                to_json(g)?
+            ])
+            .map_err(db)?;
+        }
+    }
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO providers (id, specialty, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET specialty = ?2, body = ?3",
+            )
+            .map_err(db)?;
+        for p in &b.providers {
+            st.execute(params![p.id.as_str(), p.specialty.as_str(), to_json(p)?])
+                .map_err(db)?;
+        }
+    }
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO reviews (id, provider_id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET provider_id = ?2, body = ?3",
+            )
+            .map_err(db)?;
+        for r in &b.reviews {
+            st.execute(params![r.id.to_string(), r.provider.as_str(), to_json(r)?])
+                .map_err(db)?;
+        }
+    }
+    {
+        let mut st = tx
+            .prepare_cached(
+                "INSERT INTO schedule_rules (id, provider_id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET provider_id = ?2, body = ?3",
+            )
+            .map_err(db)?;
+        for r in &b.schedule_rules {
+            st.execute(params![r.id.to_string(), r.provider.as_str(), to_json(r)?])
+                .map_err(db)?;
+        }
+    }
+    for a in &b.appointments {
+        write_appointment(tx, a)?;
+    }
+    Ok(())
+}
+
+fn validate_batch(b: &WriteBatch) -> Result<()> {
+    for p in &b.patients {
+        validate("patient", &p.id, p)?;
+    }
+    for e in &b.history {
+        validate("history entry", e.id, e)?;
+    }
+    for p in &b.providers {
+        validate("provider", &p.id, p)?;
+    }
+    for r in &b.reviews {
+        validate("review", r.id, r)?;
+    }
+    for r in &b.schedule_rules {
+        validate("schedule rule", r.id, r)?;
+    }
+    for a in &b.appointments {
+        validate("appointment", a.id, a)?;
+    }
+    Ok(())
+}
+
+fn count(conn: &Connection, sql: &str) -> Result<u64> {
+    conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(db)
+}
+
+fn grouped(conn: &Connection, sql: &str) -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut stmt = conn.prepare(sql).map_err(db)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })
+        .map_err(db)?;
+    rows.collect::<std::result::Result<_, _>>().map_err(db)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn apply(&self, batch: WriteBatch) -> Result<()> {
+        validate_batch(&batch)?;
+        self.with_conn(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            write_batch(&tx, &batch)?;
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn get_patient(&self, id: &HealthId) -> Result<Option<Patient>> {
+        let id = id.clone();
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(
+                c,
+                "patient",
+                "SELECT id, body FROM patients WHERE id = ?1",
+                [id.as_str()],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn list_patients(&self, page: PageRequest) -> Result<Page<Patient>> {
+        self.with_conn(move |c| Self::page(c, "patient", "patients", page))
+            .await
+    }
+
+    async fn history(
+        &self,
+        patient: &HealthId,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<HistoryEntry>> {
+        let (patient, filter) = (patient.clone(), filter.clone());
+        self.with_conn(move |c| {
+            let from = filter.from.map(|d| d.to_string()).unwrap_or_default();
+            let to = filter.to.map(|d| d.to_string()).unwrap_or_else(|| "9999-12-31".into());
+            let all: Vec<HistoryEntry> = Self::query_bodies(
+                c,
+                "history entry",
+                "SELECT id, body FROM history WHERE patient_id = ?1 AND date >= ?2 AND date <= ?3 ORDER BY date, id",
+                params![patient.as_str(), from, to],
+            )?;
+            Ok(all.into_iter().filter(|e| filter.matches(e)).collect())
+        })
+        .await
+    }
+
+    async fn ground_truth(&self, patient: &HealthId) -> Result<Vec<GroundTruth>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "ground truth",
+                "SELECT patient_id, body FROM ground_truth WHERE patient_id = ?1 ORDER BY condition",
+                [patient.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn get_provider(&self, id: &ProviderId) -> Result<Option<Provider>> {
+        let id = id.clone();
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(
+                c,
+                "provider",
+                "SELECT id, body FROM providers WHERE id = ?1",
+                [id.as_str()],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn list_providers(&self, page: PageRequest) -> Result<Page<Provider>> {
+        self.with_conn(move |c| Self::page(c, "provider", "providers", page))
+            .await
+    }
+
+    async fn reviews_for(&self, provider: &ProviderId) -> Result<Vec<Review>> {
+        let provider = provider.clone();
+        self.with_conn(move |c| {
+            let mut v: Vec<Review> = Self::query_bodies(
+                c,
+                "review",
+                "SELECT id, body FROM reviews WHERE provider_id = ?1",
+                [provider.as_str()],
+            )?;
+            v.sort_by(|a, b| (a.date, a.id).cmp(&(b.date, b.id)));
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn schedule_rules_for(&self, provider: &ProviderId) -> Result<Vec<ScheduleRule>> {
+        let provider = provider.clone();
+        self.with_conn(move |c| {
+            let mut v: Vec<ScheduleRule> = Self::query_bodies(
+                c,
+                "schedule rule",
+                "SELECT id, body FROM schedule_rules WHERE provider_id = ?1",
+                [provider.as_str()],
+            )?;
+            v.sort_by_key(|r| (r.weekday.num_days_from_monday(), r.start, r.id));
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn book(&self, appointment: &Appointment) -> Result<()> {
+        validate("appointment", appointment.id, appointment)?;
+        let a = appointment.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            write_appointment(&tx, &a)?;
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn set_appointment_status(
+        &self,
+        id: &AppointmentId,
+        status: AppointmentStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Appointment> {
+        let id = *id;
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let mut a: Appointment = Self::query_bodies(
+                &tx,
+                "appointment",
+                "SELECT id, body FROM appointments WHERE id = ?1",
+                [id.to_string()],
+            )?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound {
+                entity: "appointment",
+                id: id.to_string(),
+            })?;
+            a.transition(status, at)
+                .map_err(|source| StoreError::Invalid {
+                    entity: "appointment",
+                    id: id.to_string(),
+                    source,
+                })?;
+            write_appointment(&tx, &a)?;
+            tx.commit().map_err(db)?;
+            Ok(a)
+        })
+        .await
+    }
+
+    async fn get_appointment(&self, id: &AppointmentId) -> Result<Option<Appointment>> {
+        let id = *id;
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(
+                c,
+                "appointment",
+                "SELECT id, body FROM appointments WHERE id = ?1",
+                [id.to_string()],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn appointments_for_patient(&self, patient: &HealthId) -> Result<Vec<Appointment>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "appointment",
+                "SELECT id, body FROM appointments WHERE patient_id = ?1 ORDER BY start, id",
+                [patient.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn appointments_for_provider(
+        &self,
+        provider: &ProviderId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Appointment>> {
+        let provider = provider.clone();
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "appointment",
+                "SELECT id, body FROM appointments WHERE provider_id = ?1 AND start >= ?2 AND start < ?3 ORDER BY start, id",
+                params![provider.as_str(), ts(from), ts(to)],
+            )
+        })
+        .await
+    }
+
+    async fn put_prediction_set(&self, set: &PredictionSet) -> Result<()> {
+        validate("prediction set", set.id, set)?;
+        let set = set.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO prediction_sets (id, patient_id, version, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(db)?
+            .execute(params![set.id.to_string(), set.patient.as_str(), set.version, ts(set.created_at), to_json(&set)?])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict {
+                        entity: "prediction set",
+                        key: format!("{} v{}", set.patient, set.version),
+                        reason: "this version (or id) already exists",
+                    }
+                } else {
+                    db(e)
+                }
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_prediction_set(&self, patient: &HealthId) -> Result<Option<PredictionSet>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(
+                c,
+                "prediction set",
+                "SELECT id, body FROM prediction_sets WHERE patient_id = ?1 ORDER BY version DESC LIMIT 1",
+                [patient.as_str()],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn prediction_sets(&self, patient: &HealthId) -> Result<Vec<PredictionSet>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "prediction set",
+                "SELECT id, body FROM prediction_sets WHERE patient_id = ?1 ORDER BY version",
+                [patient.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn put_consent(&self, grant: &ConsentGrant) -> Result<()> {
+        validate("consent", grant.id, grant)?;
+        let g = grant.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO consents (id, patient_id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET patient_id = ?2, body = ?3",
+            )
+            .map_err(db)?
+            .execute(params![g.id.to_string(), g.patient.as_str(), to_json(&g)?])
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn consents_for(&self, patient: &HealthId) -> Result<Vec<ConsentGrant>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            let mut v: Vec<ConsentGrant> = Self::query_bodies(
+                c,
+                "consent",
+                "SELECT id, body FROM consents WHERE patient_id = ?1",
+                [patient.as_str()],
+            )?;
+            v.sort_by(|a, b| (a.valid_from, a.id).cmp(&(b.valid_from, b.id)));
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry> {
+        self.with_conn(move |c| {
+            // IMMEDIATE: take the write lock before reading the head, so two writers
+            // (even in two processes) cannot both extend the same head.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let head: Option<AuditEntry> = Self::query_bodies(
+                &tx,
+                "audit entry",
+                "SELECT CAST(seq AS TEXT), body FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+            )?
+            .pop();
+            let entry = AuditEntry::seal(
+                head.as_ref(),
+                event.at,
+                event.actor,
+                event.action,
+                event.patient,
+                event.resource,
+                event.outcome,
+                event.reason,
+            );
+            tx.execute(
+                "INSERT INTO audit (seq, at, patient_id, body) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    entry.seq as i64,
+                    ts(entry.at),
+                    entry.patient.as_ref().map(HealthId::as_str),
+                    to_json(&entry)?
+                ],
+            )
+            .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(entry)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "audit entry",
+                "SELECT CAST(seq AS TEXT), body FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                params![after_seq as i64, limit.clamp(1, 100_000)],
+            )
+        })
+        .await
+    }
+
+    async fn put_document(&self, doc: &DocumentRef) -> Result<()> {
+        validate("document", doc.id, doc)?;
+        let d = doc.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO documents (id, patient_id, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET patient_id = ?2, body = ?3",
+            )
+            .map_err(db)?
+            .execute(params![d.id.to_string(), d.patient.as_str(), to_json(&d)?])
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_document(&self, id: &DocumentId) -> Result<Option<DocumentRef>> {
+        let id = *id;
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(
+                c,
+                "document",
+                "SELECT id, body FROM documents WHERE id = ?1",
+                [id.to_string()],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn documents_for(&self, patient: &HealthId) -> Result<Vec<DocumentRef>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            let mut v: Vec<DocumentRef> = Self::query_bodies(
+                c,
+                "document",
+                "SELECT id, body FROM documents WHERE patient_id = ?1",
+                [patient.as_str()],
+            )?;
+            v.sort_by(|a, b| (a.uploaded_at, a.id).cmp(&(b.uploaded_at, b.id)));
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.with_conn(move |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(db)
+        })
+        .await
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                [key, value],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        self.with_conn(|c| {
+            Ok(StoreCounts {
+                patients: count(c, "SELECT COUNT(*) FROM patients")?,
+                providers: count(c, "SELECT COUNT(*) FROM providers")?,
+                reviews: count(c, "SELECT COUNT(*) FROM reviews")?,
+                schedule_rules: count(c, "SELECT COUNT(*) FROM schedule_rules")?,
+                history_entries: count(c, "SELECT COUNT(*) FROM history")?,
+                history_by_category: grouped(
+                    c,
+                    "SELECT category, COUNT(*) FROM history GROUP BY category",
+                )?,
+                appointments: count(c, "SELECT COUNT(*) FROM appointments")?,
+                appointments_by_status: grouped(
+                    c,
+                    "SELECT status, COUNT(*) FROM appointments GROUP BY status",
+                )?,
+                ground_truth_by_condition: grouped(
+                    c,
+                    "SELECT condition, COUNT(*) FROM ground_truth GROUP BY condition",
+                )?,
+                prediction_sets: count(c, "SELECT COUNT(*) FROM prediction_sets")?,
+                consents: count(c, "SELECT COUNT(*) FROM consents")?,
+                audit_entries: count(c, "SELECT COUNT(*) FROM audit")?,
+                documents: count(c, "SELECT COUNT(*) FROM documents")?,
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        conformance::run_store_suite(|| {
+            n += 1;
+            let store = SqliteStore::open(dir.path().join(format!("s{n}.sqlite"))).unwrap();
+            Arc::new(store) as Arc<dyn Store>
+        })
+        .await;
+    }
+
+    #[test]
+    fn refuses_a_newer_schema_and_leaves_the_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let before = std::fs::read(&path).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade carelens"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let junk = b"this is not sqlite, just some text that happens to be here ".repeat(100);
+        std::fs::write(&path, &junk).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(
+            err.to_string().contains("restore it from a backup"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    #[test]
+    fn migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        drop(SqliteStore::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}
