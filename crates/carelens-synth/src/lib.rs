@@ -20,7 +20,7 @@ use carelens_domain::{
     Appointment, GroundTruth, HistoryEntry, Patient, Provider, Review, ScheduleRule,
 };
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use patient::{BOOKING_FUTURE_DAYS, BOOKING_PAST_DAYS};
@@ -60,7 +60,7 @@ pub struct Chunk {
 }
 
 /// What was generated, with a hash over every record in order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub seed: u64,
     pub patients: u64,

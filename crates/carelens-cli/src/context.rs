@@ -1,0 +1,79 @@
+//! The data directory and the stores opened in it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use carelens_store::{LocalObjects, ObjectStore, SqliteStore, Store};
+
+use crate::env;
+
+/// File name of the embedded store inside the data directory.
+pub const STORE_FILE: &str = "carelens.sqlite";
+
+pub struct Context {
+    pub data_dir: PathBuf,
+    pub store: Arc<dyn Store>,
+    #[allow(dead_code)] // used by the imaging and records commands of later issues
+    pub objects: Arc<dyn ObjectStore>,
+    pub runtime: tokio::runtime::Runtime,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// `$XDG_DATA_HOME/carelens`, else `~/.local/share/carelens`, else `./carelens-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os(env::XDG_DATA_HOME).filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("carelens");
+    }
+    if let Some(h) = std::env::var_os(env::HOME).filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/carelens");
+    }
+    PathBuf::from("carelens-data")
+}
+
+fn ensure_writable_dir(dir: &Path) -> Result<()> {
+    let hint = || {
+        format!(
+            "cannot use data directory {}; choose a writable directory with --data-dir or {}",
+            dir.display(),
+            env::CARELENS_DATA_DIR
+        )
+    };
+    fs_err::create_dir_all(dir).with_context(hint)?;
+    let probe = dir.join(".carelens-write-test");
+    fs_err::write(&probe, b"ok").with_context(hint)?;
+    fs_err::remove_file(&probe).with_context(hint)?;
+    Ok(())
+}
+
+impl Context {
+    pub fn open(data_dir: Option<PathBuf>, json: bool, quiet: bool) -> Result<Self> {
+        let data_dir = data_dir.unwrap_or_else(default_data_dir);
+        ensure_writable_dir(&data_dir)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let store = SqliteStore::open(data_dir.join(STORE_FILE))?;
+        let objects = LocalObjects::open(data_dir.join("objects"))?;
+        tracing::info!(data_dir = %data_dir.display(), "opened data directory");
+        Ok(Self { data_dir, store: Arc::new(store), objects: Arc::new(objects), runtime, json, quiet })
+    }
+
+    /// A progress bar on stderr (hidden when stderr is not a terminal or with --quiet).
+    pub fn progress(&self, len: u64, what: &str) -> indicatif::ProgressBar {
+        if self.quiet {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(what.to_owned());
+        bar
+    }
+}

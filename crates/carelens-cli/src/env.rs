@@ -1,0 +1,9 @@
+//! Every environment variable carelens reads, in one place.
+
+/// Data directory holding the embedded store and local objects (same as `--data-dir`).
+pub const CARELENS_DATA_DIR: &str = "CARELENS_DATA_DIR";
+/// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `carelens_store=debug`.
+pub const CARELENS_LOG: &str = "CARELENS_LOG";
+/// Used to find the default data directory.
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+pub const HOME: &str = "HOME";
