@@ -1,1 +1,186 @@
-fn main() {}
+//! Project tasks: `cargo xtask <task>`.
+//!
+//! - `test`: build the `carelens` binary, then run the whole test suite (what the README and
+//!   `.ci/run` call).
+//! - `ci`: formatting, clippy, dependency-boundary checks, then `test`.
+//! - `bench-generate [N]`: release build, then time population generation (N patients,
+//!   default 100 000): generation alone vs generation + SQLite writes, 1 thread vs all.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match task.as_str() {
+        "test" => test(&root),
+        "ci" => ci(&root),
+        "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
+        _ => {
+            eprintln!("usage: cargo xtask <test | ci | bench-generate [PATIENTS]>");
+            bail!("unknown task `{task}`")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("could not start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn target_dir() -> Result<PathBuf> {
+    let meta = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    let v: serde_json::Value = serde_json::from_str(&meta)?;
+    v["target_directory"].as_str().map(PathBuf::from).context("cargo metadata has no target_directory")
+}
+
+fn has_nextest() -> bool {
+    cargo().args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The whole test suite. Builds the binary the end-to-end tests drive, points them at the
+/// shared datasets when present, and runs every test in the workspace.
+fn test(root: &Path) -> Result<()> {
+    run(cargo().args(["build", "--locked", "-p", "carelens-cli", "--bin", "carelens"]))?;
+    let bin = target_dir()?.join("debug").join(format!("carelens{}", std::env::consts::EXE_SUFFIX));
+    let mut cmd = cargo();
+    if has_nextest() {
+        cmd.args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found, using cargo test");
+        cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+    }
+    cmd.env("CARELENS_BIN", &bin);
+    if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
+        let shared = root.join("../shared/datasets");
+        if shared.is_dir() {
+            cmd.env("CARELENS_SHARED_DATASETS", shared.canonicalize()?);
+        } else {
+            eprintln!("xtask: ../shared/datasets not found; tests that need shared data will say so");
+        }
+    }
+    run(&mut cmd)
+}
+
+/// Crates allowed to depend on each backend library (ARCHITECTURE.md invariants).
+const BOUNDARIES: &[(&str, &[&str])] = &[("rusqlite", &["carelens-store"])];
+
+/// Each backend library may be a direct (normal or build) dependency of the named crates only;
+/// everyone else reaches it through their traits. Dev-dependencies are exempt: a test may open
+/// a store file to corrupt it.
+fn check_boundaries() -> Result<()> {
+    let meta = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
+    let v: serde_json::Value = serde_json::from_str(&meta)?;
+    let mut violations = Vec::new();
+    for package in v["packages"].as_array().context("cargo metadata has no packages")? {
+        let name = package["name"].as_str().unwrap_or_default();
+        for dep in package["dependencies"].as_array().into_iter().flatten() {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            if dep["kind"].as_str() == Some("dev") {
+                continue;
+            }
+            for (lib, allowed) in BOUNDARIES {
+                if dep_name == *lib && !allowed.contains(&name) {
+                    violations.push(format!("{name} depends on {lib} (only {allowed:?} may)"));
+                }
+            }
+        }
+    }
+    if !violations.is_empty() {
+        bail!("dependency boundaries broken:\n  {}", violations.join("\n  "));
+    }
+    eprintln!("xtask: dependency boundaries hold ({} rules)", BOUNDARIES.len());
+    Ok(())
+}
+
+fn ci(root: &Path) -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    check_boundaries()?;
+    test(root)
+}
+
+fn bench_generate(root: &Path, patients: u64) -> Result<()> {
+    run(cargo().args(["build", "--locked", "--release", "-p", "carelens-cli", "--bin", "carelens"]))?;
+    let bin = target_dir()?.join("release").join(format!("carelens{}", std::env::consts::EXE_SUFFIX));
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let scratch = root.join("target").join("bench-generate");
+    let mut rows = Vec::new();
+    for t in [1, threads] {
+        let dir = scratch.join(format!("t{t}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let started = Instant::now();
+        let out = output(Command::new(&bin).args([
+            "--quiet",
+            "--json",
+            "--data-dir",
+            dir.to_str().context("utf-8 path")?,
+            "generate",
+            "--patients",
+            &patients.to_string(),
+            "--seed",
+            "7",
+            "--threads",
+            &t.to_string(),
+        ]))?;
+        let secs = started.elapsed().as_secs_f64();
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let db = std::fs::metadata(dir.join("carelens.sqlite")).map(|m| m.len()).unwrap_or(0);
+        rows.push((
+            t,
+            secs,
+            v["summary"]["hash"].as_str().unwrap_or("").to_owned(),
+            v["summary"]["history_entries"].clone(),
+            db,
+        ));
+    }
+    println!("generate --patients {patients} --seed 7 (release, {threads} CPUs), wall time incl. SQLite writes:");
+    for (t, secs, hash, entries, db) in &rows {
+        println!(
+            "  threads {t}: {secs:>6.1} s  {:>8.0} patients/s  {entries} history entries  db {:.0} MiB  hash {}",
+            patients as f64 / secs,
+            *db as f64 / 1048576.0,
+            &hash[..16.min(hash.len())]
+        );
+    }
+    if let [(_, one, h1, ..), (_, many, h2, ..)] = rows.as_slice() {
+        println!("  speed-up {threads} threads vs 1: {:.2}x; same population: {}", one / many, h1 == h2);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}

@@ -82,6 +82,10 @@ pub struct GenerateArgs {
     /// Worker threads [default: number of CPUs]; the output does not depend on it
     #[arg(long)]
     pub threads: Option<usize>,
+
+    /// Generate and report the summary hash without writing anything
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

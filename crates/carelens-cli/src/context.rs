@@ -67,11 +67,10 @@ impl Context {
             return indicatif::ProgressBar::hidden();
         }
         let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
-        let style = indicatif::ProgressStyle::with_template(
-            "{msg:>12} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}",
-        )
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style =
+            indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}")
+                .map(|s| s.progress_chars("=> "))
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_message(what.to_owned());
         bar

@@ -1,10 +1,11 @@
 //! The `carelens` command-line tool.
 
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
 mod context;
 mod env;
-mod output;
 
 use std::process::ExitCode;
 

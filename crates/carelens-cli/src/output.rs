@@ -1,5 +1,14 @@
 //! Printing results: human text, or one JSON document with --json.
 
+/// `println!` for human output that stops quietly when stdout's reader has gone
+/// (`carelens stats | head`), instead of panicking on a broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -17,7 +26,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -105,10 +105,7 @@ impl AuditEntry {
 
 /// Checks a contiguous run of the chain; returns the `seq` of the first entry that does not
 /// verify (edited, reordered, or with a gap before it).
-pub fn verify_chain<'a>(
-    entries: impl IntoIterator<Item = &'a AuditEntry>,
-    mut prev_hash: String,
-) -> Result<(), u64> {
+pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>, mut prev_hash: String) -> Result<(), u64> {
     let mut prev_seq: Option<u64> = None;
     for e in entries {
         let seq_ok = prev_seq.is_none_or(|p| e.seq == p + 1);
@@ -131,10 +128,7 @@ mod tests {
             let e = AuditEntry::seal(
                 out.last(),
                 DateTime::from_timestamp(1_700_000_000 + i as i64, 0).unwrap(),
-                Actor {
-                    role: ActorRole::Doctor,
-                    id: "dr-1".into(),
-                },
+                Actor { role: ActorRole::Doctor, id: "dr-1".into() },
                 AuditAction::Read,
                 Some(HealthId::from_number(i as u64)),
                 format!("history/{i}"),

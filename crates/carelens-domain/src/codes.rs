@@ -87,24 +87,16 @@ code_type!(
 fn check_icd10(s: &str) -> Result<String> {
     let upper = s.to_ascii_uppercase();
     let b = upper.as_bytes();
-    let head_ok = b.len() >= 3
-        && b[0].is_ascii_uppercase()
-        && b[1].is_ascii_digit()
-        && b[2].is_ascii_alphanumeric();
+    let head_ok = b.len() >= 3 && b[0].is_ascii_uppercase() && b[1].is_ascii_digit() && b[2].is_ascii_alphanumeric();
     let tail_ok = match &b.get(3..) {
         None | Some([]) => true,
-        Some([b'.', rest @ ..]) => {
-            (1..=4).contains(&rest.len()) && rest.iter().all(u8::is_ascii_alphanumeric)
-        }
+        Some([b'.', rest @ ..]) => (1..=4).contains(&rest.len()) && rest.iter().all(u8::is_ascii_alphanumeric),
         Some(_) => false,
     };
     if head_ok && tail_ok {
         Ok(upper)
     } else {
-        Err(invalid(
-            "icd10",
-            "unknown ICD-10 format; expected e.g. `E11` or `E11.9`",
-        ))
+        Err(invalid("icd10", "unknown ICD-10 format; expected e.g. `E11` or `E11.9`"))
     }
 }
 
@@ -112,11 +104,7 @@ fn check_loinc(s: &str) -> Result<String> {
     let Some((num, check)) = s.split_once('-') else {
         return Err(invalid("loinc", "expected `NNNNN-C`"));
     };
-    if num.is_empty()
-        || num.len() > 7
-        || !num.bytes().all(|b| b.is_ascii_digit())
-        || check.len() != 1
-    {
+    if num.is_empty() || num.len() > 7 || !num.bytes().all(|b| b.is_ascii_digit()) || check.len() != 1 {
         return Err(invalid("loinc", "expected `NNNNN-C`"));
     }
     let expected = loinc_check_digit(num);
@@ -155,14 +143,7 @@ fn check_atc(s: &str) -> Result<String> {
         u8::is_ascii_digit,
     ];
     let ok = matches!(b.len(), 1 | 3 | 4 | 5 | 7) && b.iter().zip(pattern).all(|(c, f)| f(c));
-    if ok {
-        Ok(upper)
-    } else {
-        Err(invalid(
-            "atc",
-            "unknown ATC format; expected e.g. `A10BA02`",
-        ))
-    }
+    if ok { Ok(upper) } else { Err(invalid("atc", "unknown ATC format; expected e.g. `A10BA02`")) }
 }
 
 fn check_cvx(s: &str) -> Result<String> {
@@ -183,12 +164,7 @@ impl Icd10Code {
     pub fn chapter(&self) -> &'static str {
         let b = self.0.as_bytes();
         let letter = b[0];
-        let num = u32::from(b[1] - b'0') * 10
-            + if b[2].is_ascii_digit() {
-                u32::from(b[2] - b'0')
-            } else {
-                0
-            };
+        let num = u32::from(b[1] - b'0') * 10 + if b[2].is_ascii_digit() { u32::from(b[2] - b'0') } else { 0 };
         match (letter, num) {
             (b'A' | b'B', _) => "I",
             (b'C', _) | (b'D', 0..=48) => "II",
@@ -412,28 +388,14 @@ mod tests {
 
     #[test]
     fn icd10_formats() {
-        for ok in [
-            "E11", "E11.9", "e11.65", "U07.1", "J18.9", "S72.00", "O80", "Z34.9",
-        ] {
+        for ok in ["E11", "E11.9", "e11.65", "U07.1", "J18.9", "S72.00", "O80", "Z34.9"] {
             check::<Icd10Code>(ok, true);
         }
-        for bad in [
-            "",
-            "E1",
-            "11.9",
-            "E11.",
-            "E11.12345",
-            "E119",
-            "EE1.9",
-            "E11-9",
-        ] {
+        for bad in ["", "E1", "11.9", "E11.", "E11.12345", "E119", "EE1.9", "E11-9"] {
             check::<Icd10Code>(bad, false);
         }
         let e = "E1".parse::<Icd10Code>().unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid icd10: unknown ICD-10 format; expected e.g. `E11` or `E11.9`"
-        );
+        assert_eq!(e.to_string(), "invalid icd10: unknown ICD-10 format; expected e.g. `E11` or `E11.9`");
     }
 
     #[test]
@@ -452,11 +414,7 @@ mod tests {
             ("Z34", "XXI"),
             ("U07.1", "XXII"),
         ] {
-            assert_eq!(
-                code.parse::<Icd10Code>().unwrap().chapter(),
-                chapter,
-                "{code}"
-            );
+            assert_eq!(code.parse::<Icd10Code>().unwrap().chapter(), chapter, "{code}");
         }
     }
 

@@ -31,9 +31,7 @@ pub struct ConsentGrant {
 impl ConsentGrant {
     /// In force at `at`: started, not expired, not revoked.
     pub fn is_active_at(&self, at: DateTime<Utc>) -> bool {
-        self.valid_from <= at
-            && self.valid_until.is_none_or(|u| at < u)
-            && self.revoked_at.is_none_or(|r| at < r)
+        self.valid_from <= at && self.valid_until.is_none_or(|u| at < u) && self.revoked_at.is_none_or(|r| at < r)
     }
 
     /// Grants `category` to `grantee` at `at`.
@@ -44,14 +42,10 @@ impl ConsentGrant {
 
 impl Validate for ConsentGrant {
     fn validate(&self) -> Result<()> {
-        ensure(!self.categories.is_empty(), "consent.categories", || {
-            "must name at least one category".into()
-        })?;
-        ensure(
-            self.valid_until.is_none_or(|u| u > self.valid_from),
-            "consent.valid_until",
-            || "must be after consent.valid_from".into(),
-        )
+        ensure(!self.categories.is_empty(), "consent.categories", || "must name at least one category".into())?;
+        ensure(self.valid_until.is_none_or(|u| u > self.valid_from), "consent.valid_until", || {
+            "must be after consent.valid_from".into()
+        })
     }
 }
 
@@ -76,21 +70,12 @@ mod tests {
         g.validate().unwrap();
         assert!(g.allows(&dr, Category::Diagnosis, t0 + Duration::days(1)));
         assert!(!g.allows(&dr, Category::MentalHealth, t0 + Duration::days(1)));
-        assert!(!g.allows(
-            &Grantee::Provider(ProviderId::from_number(2)),
-            Category::Diagnosis,
-            t0
-        ));
+        assert!(!g.allows(&Grantee::Provider(ProviderId::from_number(2)), Category::Diagnosis, t0));
         assert!(!g.allows(&dr, Category::Diagnosis, t0 + Duration::days(30)));
         assert!(!g.allows(&dr, Category::Diagnosis, t0 - Duration::seconds(1)));
         g.revoked_at = Some(t0 + Duration::days(2));
         assert!(!g.allows(&dr, Category::Diagnosis, t0 + Duration::days(3)));
         g.valid_until = Some(t0);
-        assert!(
-            g.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid consent.valid_until")
-        );
+        assert!(g.validate().unwrap_err().to_string().starts_with("invalid consent.valid_until"));
     }
 }

@@ -50,15 +50,9 @@ impl Validate for DocumentRef {
             "document.sha256",
             || "expected 64 hex characters".into(),
         )?;
-        ensure(
-            self.content_type.contains('/'),
-            "document.content_type",
-            || "expected a MIME type such as `application/pdf`".into(),
-        )?;
-        ensure(
-            !self.uploaded_by.trim().is_empty(),
-            "document.uploaded_by",
-            || "must not be empty".into(),
-        )
+        ensure(self.content_type.contains('/'), "document.content_type", || {
+            "expected a MIME type such as `application/pdf`".into()
+        })?;
+        ensure(!self.uploaded_by.trim().is_empty(), "document.uploaded_by", || "must not be empty".into())
     }
 }

@@ -8,17 +8,10 @@ pub enum DomainError {
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
 
 pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> DomainError {
-    DomainError::Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
+    DomainError::Invalid { field: field.into(), reason: reason.into() }
 }
 
 /// Fails with `field` when `ok` is false.
 pub(crate) fn ensure(ok: bool, field: &str, reason: impl FnOnce() -> String) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(field, reason()))
-    }
+    if ok { Ok(()) } else { Err(invalid(field, reason())) }
 }

@@ -78,10 +78,7 @@ pub struct Source {
 
 impl Source {
     pub fn synthetic() -> Self {
-        Self {
-            kind: SourceKind::Synthetic,
-            reference: None,
-        }
+        Self { kind: SourceKind::Synthetic, reference: None }
     }
 }
 
@@ -120,15 +117,12 @@ impl Observation {
     /// An observation of a catalogued lab test, with its unit and reference range filled in.
     pub fn catalogued(code: &str, value: f64) -> Result<Self> {
         let code: LoincCode = code.parse()?;
-        let def = lab_def(&code)
-            .ok_or_else(|| crate::error::invalid("observation.code", "not in the lab catalogue"))?;
+        let def =
+            lab_def(&code).ok_or_else(|| crate::error::invalid("observation.code", "not in the lab catalogue"))?;
         let o = Self {
             display: def.display.into(),
             unit: def.unit.into(),
-            reference_range: Some(ReferenceRange {
-                low: def.ref_low,
-                high: def.ref_high,
-            }),
+            reference_range: Some(ReferenceRange { low: def.ref_low, high: def.ref_high }),
             code,
             value,
         };
@@ -138,25 +132,18 @@ impl Observation {
 
     /// Outside the reference range (when one is known).
     pub fn is_abnormal(&self) -> bool {
-        self.reference_range
-            .is_some_and(|r| self.value < r.low || self.value > r.high)
+        self.reference_range.is_some_and(|r| self.value < r.low || self.value > r.high)
     }
 }
 
 impl Validate for Observation {
     fn validate(&self) -> Result<()> {
-        ensure(self.value.is_finite(), "observation.value", || {
-            "must be a finite number".into()
-        })?;
-        ensure(!self.unit.trim().is_empty(), "observation.unit", || {
-            "must not be empty".into()
-        })?;
+        ensure(self.value.is_finite(), "observation.value", || "must be a finite number".into())?;
+        ensure(!self.unit.trim().is_empty(), "observation.unit", || "must not be empty".into())?;
         if let Some(r) = self.reference_range {
-            ensure(
-                r.low.is_finite() && r.high.is_finite() && r.low <= r.high,
-                "observation.reference_range",
-                || "low must not exceed high".into(),
-            )?;
+            ensure(r.low.is_finite() && r.high.is_finite() && r.low <= r.high, "observation.reference_range", || {
+                "low must not exceed high".into()
+            })?;
         }
         if let Some(def) = lab_def(&self.code) {
             ensure(self.unit == def.unit, "observation.unit", || {
@@ -253,21 +240,13 @@ impl MedicationStatement {
 
 impl Validate for MedicationStatement {
     fn validate(&self) -> Result<()> {
-        ensure(
-            self.dose.amount.is_finite() && self.dose.amount > 0.0,
-            "medication.dose.amount",
-            || "must be a positive number".into(),
-        )?;
-        ensure(
-            !self.dose.unit.trim().is_empty(),
-            "medication.dose.unit",
-            || "must not be empty".into(),
-        )?;
-        ensure(
-            self.end.is_none_or(|e| e >= self.start),
-            "medication.end",
-            || "must not be before medication.start".into(),
-        )
+        ensure(self.dose.amount.is_finite() && self.dose.amount > 0.0, "medication.dose.amount", || {
+            "must be a positive number".into()
+        })?;
+        ensure(!self.dose.unit.trim().is_empty(), "medication.dose.unit", || "must not be empty".into())?;
+        ensure(self.end.is_none_or(|e| e >= self.start), "medication.end", || {
+            "must not be before medication.start".into()
+        })
     }
 }
 
@@ -344,9 +323,7 @@ impl Validate for ImagingStudy {
                 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
                 && !uid.starts_with('.')
                 && !uid.ends_with('.');
-            ensure(ok, "imaging.study_uid", || {
-                "expected a DICOM UID (digits and dots, at most 64)".into()
-            })?;
+            ensure(ok, "imaging.study_uid", || "expected a DICOM UID (digits and dots, at most 64)".into())?;
         }
         Ok(())
     }
@@ -380,20 +357,8 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    pub fn new(
-        id: EntryId,
-        patient: HealthId,
-        date: NaiveDate,
-        source: Source,
-        kind: HistoryKind,
-    ) -> Result<Self> {
-        let e = Self {
-            id,
-            patient,
-            date,
-            source,
-            kind,
-        };
+    pub fn new(id: EntryId, patient: HealthId, date: NaiveDate, source: Source, kind: HistoryKind) -> Result<Self> {
+        let e = Self { id, patient, date, source, kind };
         e.validate()?;
         Ok(e)
     }
@@ -408,9 +373,7 @@ impl HistoryEntry {
             HistoryKind::Allergy(_) => Category::Allergy,
             HistoryKind::Procedure(_) => Category::Procedure,
             HistoryKind::Medication(_) => Category::Medication,
-            HistoryKind::TherapySession(_) | HistoryKind::PsychiatricMedication(_) => {
-                Category::MentalHealth
-            }
+            HistoryKind::TherapySession(_) | HistoryKind::PsychiatricMedication(_) => Category::MentalHealth,
             HistoryKind::ImagingStudy(_) => Category::Imaging,
         }
     }
@@ -426,9 +389,7 @@ impl HistoryEntry {
             }),
             HistoryKind::Allergy(a) => a.substance_code.as_ref().map(AtcCode::as_str),
             HistoryKind::Procedure(p) => p.ops_code.as_deref(),
-            HistoryKind::Medication(m) | HistoryKind::PsychiatricMedication(m) => {
-                Some(m.code.as_str())
-            }
+            HistoryKind::Medication(m) | HistoryKind::PsychiatricMedication(m) => Some(m.code.as_str()),
             HistoryKind::TherapySession(_) | HistoryKind::ImagingStudy(_) => None,
         }
     }
@@ -438,32 +399,24 @@ impl Validate for HistoryEntry {
     fn validate(&self) -> Result<()> {
         match &self.kind {
             HistoryKind::Diagnosis(d) => {
-                ensure(!d.display.trim().is_empty(), "diagnosis.display", || {
-                    "must not be empty".into()
-                })
+                ensure(!d.display.trim().is_empty(), "diagnosis.display", || "must not be empty".into())
             }
             HistoryKind::Observation(o) => o.validate(),
             HistoryKind::Vaccination(v) => {
-                ensure(v.dose_number >= 1, "vaccination.dose_number", || {
-                    "starts at 1".into()
-                })
+                ensure(v.dose_number >= 1, "vaccination.dose_number", || "starts at 1".into())
             }
             HistoryKind::Allergy(a) => {
-                ensure(!a.substance.trim().is_empty(), "allergy.substance", || {
-                    "must not be empty".into()
-                })
+                ensure(!a.substance.trim().is_empty(), "allergy.substance", || "must not be empty".into())
             }
             HistoryKind::Procedure(p) => {
-                ensure(!p.display.trim().is_empty(), "procedure.display", || {
-                    "must not be empty".into()
-                })
+                ensure(!p.display.trim().is_empty(), "procedure.display", || "must not be empty".into())
             }
             HistoryKind::Medication(m) | HistoryKind::PsychiatricMedication(m) => m.validate(),
-            HistoryKind::TherapySession(t) => ensure(
-                (1..=600).contains(&t.duration_minutes),
-                "therapy_session.duration_minutes",
-                || "must be within 1..=600".into(),
-            ),
+            HistoryKind::TherapySession(t) => {
+                ensure((1..=600).contains(&t.duration_minutes), "therapy_session.duration_minutes", || {
+                    "must be within 1..=600".into()
+                })
+            }
             HistoryKind::ImagingStudy(s) => s.validate(),
         }
     }
@@ -483,20 +436,12 @@ mod tests {
         )
     }
 
-    fn med(
-        start: (i32, u32, u32),
-        end: Option<(i32, u32, u32)>,
-        amount: f64,
-    ) -> MedicationStatement {
+    fn med(start: (i32, u32, u32), end: Option<(i32, u32, u32)>, amount: f64) -> MedicationStatement {
         let d = |(y, m, d)| NaiveDate::from_ymd_opt(y, m, d).unwrap();
         MedicationStatement {
             code: "A10BA02".parse().unwrap(),
             display: "Metformin".into(),
-            dose: Dose {
-                amount,
-                unit: "mg".into(),
-                frequency: "1-0-1".into(),
-            },
+            dose: Dose { amount, unit: "mg".into(), frequency: "1-0-1".into() },
             start: d(start),
             end: end.map(d),
         }
@@ -505,39 +450,24 @@ mod tests {
     #[track_caller]
     fn check_invalid(kind: HistoryKind, field: &str) {
         let err = entry(kind).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("invalid {field}:")),
-            "expected {field}, got {err}"
-        );
+        assert!(err.starts_with(&format!("invalid {field}:")), "expected {field}, got {err}");
     }
 
     #[test]
     fn invalid_entries_name_the_field() {
         let mut negative_hba1c = Observation::catalogued("4548-4", 7.0).unwrap();
         negative_hba1c.value = -3.0;
-        check_invalid(
-            HistoryKind::Observation(negative_hba1c),
-            "observation.value",
-        );
+        check_invalid(HistoryKind::Observation(negative_hba1c), "observation.value");
         let mut nan = Observation::catalogued("2345-7", 100.0).unwrap();
         nan.value = f64::NAN;
         check_invalid(HistoryKind::Observation(nan), "observation.value");
         let mut wrong_unit = Observation::catalogued("2345-7", 100.0).unwrap();
         wrong_unit.unit = "mmol/L".into();
         check_invalid(HistoryKind::Observation(wrong_unit), "observation.unit");
+        check_invalid(HistoryKind::Medication(med((2024, 3, 1), Some((2024, 2, 1)), 500.0)), "medication.end");
+        check_invalid(HistoryKind::PsychiatricMedication(med((2024, 3, 1), None, 0.0)), "medication.dose.amount");
         check_invalid(
-            HistoryKind::Medication(med((2024, 3, 1), Some((2024, 2, 1)), 500.0)),
-            "medication.end",
-        );
-        check_invalid(
-            HistoryKind::PsychiatricMedication(med((2024, 3, 1), None, 0.0)),
-            "medication.dose.amount",
-        );
-        check_invalid(
-            HistoryKind::TherapySession(TherapySession {
-                modality: TherapyModality::Group,
-                duration_minutes: 0,
-            }),
+            HistoryKind::TherapySession(TherapySession { modality: TherapyModality::Group, duration_minutes: 0 }),
             "therapy_session.duration_minutes",
         );
         check_invalid(
@@ -573,13 +503,7 @@ mod tests {
         assert_eq!(dx("E11.9").category(), Category::Diagnosis);
         assert_eq!(dx("F32.1").category(), Category::MentalHealth);
         assert_eq!(
-            entry(HistoryKind::PsychiatricMedication(med(
-                (2024, 1, 1),
-                None,
-                50.0
-            )))
-            .unwrap()
-            .category(),
+            entry(HistoryKind::PsychiatricMedication(med((2024, 1, 1), None, 50.0))).unwrap().category(),
             Category::MentalHealth
         );
         for c in Category::ALL {
@@ -598,19 +522,13 @@ mod tests {
 
     #[test]
     fn json_shape_is_flat_and_round_trips() {
-        let e = entry(HistoryKind::Observation(
-            Observation::catalogued("4548-4", 7.2).unwrap(),
-        ))
-        .unwrap();
+        let e = entry(HistoryKind::Observation(Observation::catalogued("4548-4", 7.2).unwrap())).unwrap();
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], "observation");
         assert_eq!(json["code"], "4548-4");
         assert_eq!(json["unit"], "%");
         let back: HistoryEntry = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
-        assert!(
-            e.kind == back.kind
-                && matches!(&back.kind, HistoryKind::Observation(o) if o.is_abnormal())
-        );
+        assert!(e.kind == back.kind && matches!(&back.kind, HistoryKind::Observation(o) if o.is_abnormal()));
     }
 }

@@ -50,23 +50,14 @@ fn parse_prefixed(field: &str, prefix: &str, raw: &str) -> Result<String> {
     let s = raw.trim().to_ascii_uppercase();
     let expected_len = prefix.len() + BODY_LEN + 1;
     if !s.starts_with(prefix) || s.len() != expected_len {
-        return Err(invalid(
-            field,
-            format!("expected `{prefix}` followed by 11 characters"),
-        ));
+        return Err(invalid(field, format!("expected `{prefix}` followed by 11 characters")));
     }
     let body = &s.as_bytes()[prefix.len()..prefix.len() + BODY_LEN];
     if body.iter().any(|&c| digit_value(c).is_none()) {
-        return Err(invalid(
-            field,
-            "contains a character outside Crockford base32",
-        ));
+        return Err(invalid(field, "contains a character outside Crockford base32"));
     }
     if s.as_bytes()[expected_len - 1] != check_char(body) {
-        return Err(invalid(
-            field,
-            "check character does not match (mistyped id?)",
-        ));
+        return Err(invalid(field, "check character does not match (mistyped id?)"));
     }
     Ok(s)
 }
@@ -197,15 +188,8 @@ pub struct ObjectKey(String);
 impl ObjectKey {
     /// The content-addressed key of bytes with this SHA-256 digest (hex, lower case).
     pub fn for_sha256(hex_digest: &str) -> Result<Self> {
-        if hex_digest.len() != 64
-            || !hex_digest
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(invalid(
-                "object_key",
-                "sha256 digest must be 64 lower-case hex characters",
-            ));
+        if hex_digest.len() != 64 || !hex_digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(invalid("object_key", "sha256 digest must be 64 lower-case hex characters"));
         }
         Ok(Self(format!("sha256/{}/{}", &hex_digest[..2], hex_digest)))
     }
@@ -218,12 +202,8 @@ impl ObjectKey {
 impl FromStr for ObjectKey {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self> {
-        let ok_chars = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
-        let ok_segments = s
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+        let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+        let ok_segments = s.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
         if s.is_empty() || s.len() > 1024 || !ok_chars || !ok_segments {
             return Err(invalid(
                 "object_key",
@@ -288,25 +268,11 @@ mod tests {
 
     #[test]
     fn malformed_ids_name_the_field() {
-        for bad in [
-            "",
-            "CLH",
-            "PRV0000000000X",
-            "CLH00000000U00",
-            "CLH0000000000000",
-        ] {
+        for bad in ["", "CLH", "PRV0000000000X", "CLH00000000U00", "CLH0000000000000"] {
             let err = bad.parse::<HealthId>().unwrap_err();
-            assert!(
-                err.to_string().starts_with("invalid health_id"),
-                "{bad}: {err}"
-            );
+            assert!(err.to_string().starts_with("invalid health_id"), "{bad}: {err}");
         }
-        assert!(
-            ProviderId::from_number(5)
-                .as_str()
-                .parse::<HealthId>()
-                .is_err()
-        );
+        assert!(ProviderId::from_number(5).as_str().parse::<HealthId>().is_err());
     }
 
     #[test]
@@ -318,10 +284,7 @@ mod tests {
             assert!(bad.parse::<ObjectKey>().is_err(), "{bad}");
         }
         let digest = "a".repeat(64);
-        assert_eq!(
-            ObjectKey::for_sha256(&digest).unwrap().as_str(),
-            format!("sha256/aa/{digest}")
-        );
+        assert_eq!(ObjectKey::for_sha256(&digest).unwrap().as_str(), format!("sha256/aa/{digest}"));
         assert!(ObjectKey::for_sha256("XYZ").is_err());
     }
 }

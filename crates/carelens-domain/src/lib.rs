@@ -17,34 +17,27 @@ mod patient;
 mod prediction;
 mod provider;
 
-pub use audit::{
-    Actor, ActorRole, AuditAction, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain,
-};
-pub use codes::{
-    AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def,
-};
+pub use audit::{Actor, ActorRole, AuditAction, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain};
+pub use codes::{AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def};
 pub use condition::{Condition, GroundTruth};
 pub use consent::{ConsentGrant, Grantee};
 pub use document::{DocumentKind, DocumentRef, DocumentSignature};
 pub use error::{DomainError, Result};
 pub use history::{
-    Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Diagnosis, Dose, HistoryEntry,
-    HistoryKind, ImagingStudy, MedicationStatement, Modality, Observation, Procedure,
-    ProcedureKind, ReferenceRange, Source, SourceKind, TherapyModality, TherapySession,
-    Vaccination,
+    Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Diagnosis, Dose, HistoryEntry, HistoryKind,
+    ImagingStudy, MedicationStatement, Modality, Observation, Procedure, ProcedureKind, ReferenceRange, Source,
+    SourceKind, TherapyModality, TherapySession, Vaccination,
 };
 pub use ids::{
-    AppointmentId, ConsentId, DocumentId, EntryId, HealthId, ObjectKey, PredictionSetId,
-    ProviderId, ReviewId, RuleId,
+    AppointmentId, ConsentId, DocumentId, EntryId, HealthId, ObjectKey, PredictionSetId, ProviderId, ReviewId, RuleId,
 };
 pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};
 pub use prediction::{
-    DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand,
-    SourceProbability,
+    DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand, SourceProbability,
 };
 pub use provider::{
-    Address, Appointment, AppointmentStatus, LanguageCode, Provider, ProviderKind, RatingSummary,
-    Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
+    Address, Appointment, AppointmentStatus, LanguageCode, Provider, ProviderKind, RatingSummary, Review, ScheduleRule,
+    Slot, SlotSource, Specialty, VisitType,
 };
 
 /// Checks the invariants of a value that spans several fields.

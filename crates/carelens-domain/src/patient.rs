@@ -62,12 +62,8 @@ pub struct GeoPoint {
 
 impl GeoPoint {
     pub fn new(lat: f64, lon: f64) -> Result<Self> {
-        ensure((-90.0..=90.0).contains(&lat), "location.lat", || {
-            "must be within -90..=90".into()
-        })?;
-        ensure((-180.0..=180.0).contains(&lon), "location.lon", || {
-            "must be within -180..=180".into()
-        })?;
+        ensure((-90.0..=90.0).contains(&lat), "location.lat", || "must be within -90..=90".into())?;
+        ensure((-180.0..=180.0).contains(&lon), "location.lon", || "must be within -180..=180".into())?;
         Ok(Self { lat, lon })
     }
 
@@ -114,12 +110,8 @@ pub struct Residence {
 
 impl Validate for Residence {
     fn validate(&self) -> Result<()> {
-        ensure(!self.region.trim().is_empty(), "residence.region", || {
-            "must not be empty".into()
-        })?;
-        ensure(!self.city.trim().is_empty(), "residence.city", || {
-            "must not be empty".into()
-        })?;
+        ensure(!self.region.trim().is_empty(), "residence.region", || "must not be empty".into())?;
+        ensure(!self.city.trim().is_empty(), "residence.city", || "must not be empty".into())?;
         ensure(
             self.postcode.len() == 5 && self.postcode.bytes().all(|b| b.is_ascii_digit()),
             "residence.postcode",
@@ -174,14 +166,7 @@ impl Patient {
         residence: Residence,
         insurance: Insurance,
     ) -> Result<Self> {
-        let p = Self {
-            id,
-            name,
-            birth_date,
-            sex,
-            residence,
-            insurance,
-        };
+        let p = Self { id, name, birth_date, sex, residence, insurance };
         p.validate()?;
         Ok(p)
     }
@@ -194,19 +179,12 @@ impl Patient {
 
 impl Validate for Patient {
     fn validate(&self) -> Result<()> {
-        ensure(!self.name.family.trim().is_empty(), "name.family", || {
-            "must not be empty".into()
+        ensure(!self.name.family.trim().is_empty(), "name.family", || "must not be empty".into())?;
+        let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).ok_or_else(|| invalid("birth_date", "calendar"))?;
+        ensure(self.birth_date >= earliest, "birth_date", || "must not be before 1900-01-01".into())?;
+        ensure(self.birth_date <= chrono::Utc::now().date_naive(), "birth_date", || {
+            "must not be in the future".into()
         })?;
-        let earliest =
-            NaiveDate::from_ymd_opt(1900, 1, 1).ok_or_else(|| invalid("birth_date", "calendar"))?;
-        ensure(self.birth_date >= earliest, "birth_date", || {
-            "must not be before 1900-01-01".into()
-        })?;
-        ensure(
-            self.birth_date <= chrono::Utc::now().date_naive(),
-            "birth_date",
-            || "must not be in the future".into(),
-        )?;
         self.residence.validate()?;
         self.insurance.validate()
     }
@@ -219,10 +197,7 @@ mod tests {
     pub(crate) fn sample() -> Patient {
         Patient::new(
             HealthId::from_number(1),
-            PersonName {
-                given: "Erika".into(),
-                family: "Mustermann".into(),
-            },
+            PersonName { given: "Erika".into(), family: "Mustermann".into() },
             NaiveDate::from_ymd_opt(1964, 8, 12).unwrap(),
             Sex::Female,
             Residence {
@@ -231,10 +206,7 @@ mod tests {
                 postcode: "10115".into(),
                 location: GeoPoint::new(52.52, 13.405).unwrap(),
             },
-            Insurance {
-                kind: InsuranceKind::Statutory,
-                insurer_id: "109519005".into(),
-            },
+            Insurance { kind: InsuranceKind::Statutory, insurer_id: "109519005".into() },
         )
         .unwrap()
     }
@@ -243,32 +215,18 @@ mod tests {
     fn debug_output_never_contains_name_or_birth_date() {
         let p = sample();
         let dbg = format!("{p:?}");
-        assert!(
-            !dbg.contains("Erika") && !dbg.contains("Mustermann") && !dbg.contains("1964"),
-            "{dbg}"
-        );
+        assert!(!dbg.contains("Erika") && !dbg.contains("Mustermann") && !dbg.contains("1964"), "{dbg}");
         assert!(dbg.contains(p.id.as_str()));
     }
 
     #[test]
     fn invalid_patients_name_the_field() {
-        let cases: Vec<(fn(&mut Patient), &str)> = vec![
-            (
-                |p| p.birth_date = NaiveDate::from_ymd_opt(1850, 1, 1).unwrap(),
-                "birth_date",
-            ),
-            (
-                |p| p.birth_date = NaiveDate::from_ymd_opt(2999, 1, 1).unwrap(),
-                "birth_date",
-            ),
-            (
-                |p| p.residence.postcode = "1011".into(),
-                "residence.postcode",
-            ),
-            (
-                |p| p.insurance.insurer_id = "12".into(),
-                "insurance.insurer_id",
-            ),
+        type Mutation = fn(&mut Patient);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|p| p.birth_date = NaiveDate::from_ymd_opt(1850, 1, 1).unwrap(), "birth_date"),
+            (|p| p.birth_date = NaiveDate::from_ymd_opt(2999, 1, 1).unwrap(), "birth_date"),
+            (|p| p.residence.postcode = "1011".into(), "residence.postcode"),
+            (|p| p.insurance.insurer_id = "12".into(), "insurance.insurer_id"),
             (|p| p.name.family = " ".into(), "name.family"),
         ];
         for (mutate, field) in cases {

@@ -15,11 +15,7 @@ pub struct Probability(f64);
 
 impl Probability {
     pub fn new(p: f64) -> Result<Self> {
-        if (0.0..=1.0).contains(&p) {
-            Ok(Self(p))
-        } else {
-            Err(invalid("probability", "must be within 0..=1"))
-        }
+        if (0.0..=1.0).contains(&p) { Ok(Self(p)) } else { Err(invalid("probability", "must be within 0..=1")) }
     }
 
     pub fn get(self) -> f64 {
@@ -112,21 +108,13 @@ pub struct PredictionSet {
 
 impl Validate for PredictionSet {
     fn validate(&self) -> Result<()> {
-        ensure(self.version >= 1, "prediction_set.version", || {
-            "starts at 1".into()
-        })?;
-        ensure(
-            !self.input_fingerprint.is_empty(),
-            "prediction_set.input_fingerprint",
-            || "must not be empty".into(),
-        )?;
+        ensure(self.version >= 1, "prediction_set.version", || "starts at 1".into())?;
+        ensure(!self.input_fingerprint.is_empty(), "prediction_set.input_fingerprint", || "must not be empty".into())?;
         let mut codes: Vec<&str> = self.predictions.iter().map(|p| p.code.as_str()).collect();
         codes.sort_unstable();
         let before = codes.len();
         codes.dedup();
-        ensure(codes.len() == before, "prediction_set.predictions", || {
-            "each diagnosis at most once".into()
-        })
+        ensure(codes.len() == before, "prediction_set.predictions", || "each diagnosis at most once".into())
     }
 }
 
@@ -164,11 +152,6 @@ mod tests {
             input_fingerprint: "abc".into(),
             predictions: vec![pred.clone(), pred],
         };
-        assert!(
-            set.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid prediction_set.predictions")
-        );
+        assert!(set.validate().unwrap_err().to_string().starts_with("invalid prediction_set.predictions"));
     }
 }

@@ -94,10 +94,7 @@ impl TryFrom<String> for LanguageCode {
         if s.len() == 2 && s.bytes().all(|b| b.is_ascii_lowercase()) {
             Ok(Self(s))
         } else {
-            Err(invalid(
-                "language",
-                "expected a two-letter ISO 639-1 code such as `de`",
-            ))
+            Err(invalid("language", "expected a two-letter ISO 639-1 code such as `de`"))
         }
     }
 }
@@ -131,21 +128,15 @@ pub struct Provider {
 
 impl Validate for Provider {
     fn validate(&self) -> Result<()> {
-        ensure(!self.name.trim().is_empty(), "provider.name", || {
-            "must not be empty".into()
-        })?;
-        ensure(!self.accepts.is_empty(), "provider.accepts", || {
-            "must accept at least one insurance kind".into()
-        })?;
+        ensure(!self.name.trim().is_empty(), "provider.name", || "must not be empty".into())?;
+        ensure(!self.accepts.is_empty(), "provider.accepts", || "must accept at least one insurance kind".into())?;
         ensure(
-            self.address.postcode.len() == 5
-                && self.address.postcode.bytes().all(|b| b.is_ascii_digit()),
+            self.address.postcode.len() == 5 && self.address.postcode.bytes().all(|b| b.is_ascii_digit()),
             "provider.address.postcode",
             || "expected a 5-digit German postcode".into(),
         )?;
         ensure(
-            self.rating.count == 0 && self.rating.mean == 0.0
-                || (1.0..=5.0).contains(&self.rating.mean),
+            self.rating.count == 0 && self.rating.mean == 0.0 || (1.0..=5.0).contains(&self.rating.mean),
             "provider.rating.mean",
             || "must be within 1..=5 (or 0 with no reviews)".into(),
         )
@@ -166,12 +157,8 @@ pub struct Review {
 
 impl Validate for Review {
     fn validate(&self) -> Result<()> {
-        ensure((1..=5).contains(&self.stars), "review.stars", || {
-            "must be within 1..=5".into()
-        })?;
-        ensure(self.text.chars().count() <= 5000, "review.text", || {
-            "at most 5000 characters".into()
-        })
+        ensure((1..=5).contains(&self.stars), "review.stars", || "must be within 1..=5".into())?;
+        ensure(self.text.chars().count() <= 5000, "review.text", || "at most 5000 characters".into())
     }
 }
 
@@ -203,25 +190,17 @@ pub struct ScheduleRule {
 
 impl Validate for ScheduleRule {
     fn validate(&self) -> Result<()> {
-        ensure(self.end > self.start, "schedule_rule.end", || {
-            "must be after schedule_rule.start".into()
+        ensure(self.end > self.start, "schedule_rule.end", || "must be after schedule_rule.start".into())?;
+        ensure((5..=240).contains(&self.slot_minutes), "schedule_rule.slot_minutes", || {
+            "must be within 5..=240".into()
         })?;
-        ensure(
-            (5..=240).contains(&self.slot_minutes),
-            "schedule_rule.slot_minutes",
-            || "must be within 5..=240".into(),
-        )?;
         let minutes = (self.end - self.start).num_minutes();
-        ensure(
-            minutes >= i64::from(self.slot_minutes),
-            "schedule_rule.slot_minutes",
-            || "longer than the opening window".into(),
-        )?;
-        ensure(
-            self.valid_until.is_none_or(|u| u >= self.valid_from),
-            "schedule_rule.valid_until",
-            || "must not be before schedule_rule.valid_from".into(),
-        )
+        ensure(minutes >= i64::from(self.slot_minutes), "schedule_rule.slot_minutes", || {
+            "longer than the opening window".into()
+        })?;
+        ensure(self.valid_until.is_none_or(|u| u >= self.valid_from), "schedule_rule.valid_until", || {
+            "must not be before schedule_rule.valid_from".into()
+        })
     }
 }
 
@@ -246,9 +225,7 @@ pub struct Slot {
 
 impl Validate for Slot {
     fn validate(&self) -> Result<()> {
-        ensure(self.end > self.start, "slot.end", || {
-            "must be after slot.start".into()
-        })
+        ensure(self.end > self.start, "slot.end", || "must be after slot.start".into())
     }
 }
 
@@ -266,14 +243,8 @@ pub enum AppointmentStatus {
 }
 
 impl AppointmentStatus {
-    pub const ALL: [AppointmentStatus; 6] = [
-        Self::Booked,
-        Self::Confirmed,
-        Self::CheckedIn,
-        Self::Completed,
-        Self::NoShow,
-        Self::Cancelled,
-    ];
+    pub const ALL: [AppointmentStatus; 6] =
+        [Self::Booked, Self::Confirmed, Self::CheckedIn, Self::Completed, Self::NoShow, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -330,11 +301,7 @@ impl Appointment {
         if !self.status.can_become(next) {
             return Err(invalid(
                 "appointment.status",
-                format!(
-                    "cannot go from {} to {}",
-                    self.status.as_str(),
-                    next.as_str()
-                ),
+                format!("cannot go from {} to {}", self.status.as_str(), next.as_str()),
             ));
         }
         self.status = next;
@@ -350,19 +317,11 @@ impl Appointment {
 
 impl Validate for Appointment {
     fn validate(&self) -> Result<()> {
-        ensure(self.end > self.start, "appointment.end", || {
-            "must be after appointment.start".into()
-        })?;
-        ensure(
-            self.booked_at <= self.start,
-            "appointment.booked_at",
-            || "must not be after appointment.start".into(),
-        )?;
-        ensure(
-            self.status_changed_at >= self.booked_at,
-            "appointment.status_changed_at",
-            || "must not be before appointment.booked_at".into(),
-        )
+        ensure(self.end > self.start, "appointment.end", || "must be after appointment.start".into())?;
+        ensure(self.booked_at <= self.start, "appointment.booked_at", || "must not be after appointment.start".into())?;
+        ensure(self.status_changed_at >= self.booked_at, "appointment.status_changed_at", || {
+            "must not be before appointment.booked_at".into()
+        })
     }
 }
 
@@ -401,21 +360,14 @@ mod tests {
         ];
         for from in AppointmentStatus::ALL {
             for to in AppointmentStatus::ALL {
-                assert_eq!(
-                    from.can_become(to),
-                    allowed.contains(&(from, to)),
-                    "{from:?} -> {to:?}"
-                );
+                assert_eq!(from.can_become(to), allowed.contains(&(from, to)), "{from:?} -> {to:?}");
             }
         }
         let mut a = appt();
         let at = a.booked_at;
         a.transition(Confirmed, at).unwrap();
         let err = a.transition(Completed, at).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "invalid appointment.status: cannot go from confirmed to completed"
-        );
+        assert_eq!(err, "invalid appointment.status: cannot go from confirmed to completed");
         assert_eq!(a.waiting_days(), 19);
     }
 
@@ -423,20 +375,10 @@ mod tests {
     fn times_are_checked() {
         let mut a = appt();
         a.end = a.start;
-        assert!(
-            a.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid appointment.end")
-        );
+        assert!(a.validate().unwrap_err().to_string().starts_with("invalid appointment.end"));
         let mut a = appt();
         a.booked_at = a.start + chrono::Duration::hours(1);
-        assert!(
-            a.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid appointment.booked_at")
-        );
+        assert!(a.validate().unwrap_err().to_string().starts_with("invalid appointment.booked_at"));
     }
 
     #[test]
@@ -452,12 +394,7 @@ mod tests {
             valid_from: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
             valid_until: None,
         };
-        assert!(
-            rule.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid schedule_rule.end")
-        );
+        assert!(rule.validate().unwrap_err().to_string().starts_with("invalid schedule_rule.end"));
         let json = serde_json::to_value(&rule).unwrap();
         assert_eq!(json["weekday"], "Mon");
     }
@@ -476,11 +413,6 @@ mod tests {
             date: NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
             verified_visit: true,
         };
-        assert!(
-            r.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("invalid review.stars")
-        );
+        assert!(r.validate().unwrap_err().to_string().starts_with("invalid review.stars"));
     }
 }

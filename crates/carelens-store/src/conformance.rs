@@ -3,16 +3,16 @@
 //!
 //! `run_store_suite` takes a factory so each check starts from an empty store.
 
+#![allow(clippy::unwrap_used)] // a test suite: a failed unwrap is a failed check
+
 use std::sync::Arc;
 
 use carelens_domain::{
-    Actor, ActorRole, Address, Appointment, AppointmentId, AppointmentStatus, AuditAction,
-    AuditOutcome, Category, ClinicalStatus, Condition, ConsentGrant, ConsentId, Diagnosis,
-    DocumentId, DocumentKind, DocumentRef, EntryId, GENESIS_HASH, GeoPoint, Grantee, GroundTruth,
-    HealthId, HistoryEntry, HistoryKind, Insurance, InsuranceKind, ModelRef, Observation, Patient,
-    PersonName, PredictionSet, PredictionSetId, Provider, ProviderId, ProviderKind, RatingSummary,
-    Residence, Review, ReviewId, RuleId, ScheduleRule, Sex, Source, Specialty, VisitType,
-    verify_chain,
+    Actor, ActorRole, Address, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditOutcome, Category,
+    ClinicalStatus, Condition, ConsentGrant, ConsentId, Diagnosis, DocumentId, DocumentKind, DocumentRef, EntryId,
+    GENESIS_HASH, GeoPoint, Grantee, GroundTruth, HealthId, HistoryEntry, HistoryKind, Insurance, InsuranceKind,
+    ModelRef, Observation, Patient, PersonName, PredictionSet, PredictionSetId, Provider, ProviderId, ProviderKind,
+    RatingSummary, Residence, Review, ReviewId, RuleId, ScheduleRule, Sex, Source, Specialty, VisitType, verify_chain,
 };
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 
@@ -27,34 +27,22 @@ pub mod fixtures {
     }
 
     pub fn time(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
-            .single()
-            .expect("valid fixture time")
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).single().expect("valid fixture time")
     }
 
     pub fn patient(n: u64) -> Patient {
         Patient::new(
             HealthId::from_number(n),
-            PersonName {
-                given: format!("Given{n}"),
-                family: format!("Family{n}"),
-            },
-            date(
-                1950 + (n % 60) as i32,
-                1 + (n % 12) as u32,
-                1 + (n % 28) as u32,
-            ),
-            if n % 2 == 0 { Sex::Female } else { Sex::Male },
+            PersonName { given: format!("Given{n}"), family: format!("Family{n}") },
+            date(1950 + (n % 60) as i32, 1 + (n % 12) as u32, 1 + (n % 28) as u32),
+            if n.is_multiple_of(2) { Sex::Female } else { Sex::Male },
             Residence {
                 region: "Bayern".into(),
                 city: "München".into(),
                 postcode: "80331".into(),
                 location: GeoPoint::new(48.137, 11.575).expect("valid"),
             },
-            Insurance {
-                kind: InsuranceKind::Statutory,
-                insurer_id: "108310400".into(),
-            },
+            Insurance { kind: InsuranceKind::Statutory, insurer_id: "108310400".into() },
         )
         .expect("valid fixture patient")
     }
@@ -74,10 +62,7 @@ pub mod fixtures {
             location: GeoPoint::new(48.137, 11.575).expect("valid"),
             accepts: vec![InsuranceKind::Statutory, InsuranceKind::Private],
             languages: vec!["de".to_string().try_into().expect("valid")],
-            rating: RatingSummary {
-                count: 1,
-                mean: 4.0,
-            },
+            rating: RatingSummary { count: 1, mean: 4.0 },
         }
     }
 
@@ -96,31 +81,18 @@ pub mod fixtures {
         .expect("valid fixture entry")
     }
 
-    pub fn observation(
-        id: u128,
-        patient: &HealthId,
-        on: NaiveDate,
-        loinc: &str,
-        value: f64,
-    ) -> HistoryEntry {
+    pub fn observation(id: u128, patient: &HealthId, on: NaiveDate, loinc: &str, value: f64) -> HistoryEntry {
         HistoryEntry::new(
             EntryId::from_u128(id),
             patient.clone(),
             on,
             Source::synthetic(),
-            HistoryKind::Observation(
-                Observation::catalogued(loinc, value).expect("valid observation"),
-            ),
+            HistoryKind::Observation(Observation::catalogued(loinc, value).expect("valid observation")),
         )
         .expect("valid fixture entry")
     }
 
-    pub fn appointment(
-        id: u128,
-        patient: &HealthId,
-        provider: &ProviderId,
-        start: DateTime<Utc>,
-    ) -> Appointment {
+    pub fn appointment(id: u128, patient: &HealthId, provider: &ProviderId, start: DateTime<Utc>) -> Appointment {
         Appointment {
             id: AppointmentId::from_u128(id),
             patient: patient.clone(),
@@ -140,10 +112,7 @@ pub mod fixtures {
             patient: patient.clone(),
             version,
             created_at: time(2026, 1, 1, 8) + Duration::hours(i64::from(version)),
-            models: vec![ModelRef {
-                name: "cxr".into(),
-                version: "1".into(),
-            }],
+            models: vec![ModelRef { name: "cxr".into(), version: "1".into() }],
             fusion: serde_json::json!({"method": "stacking"}),
             input_fingerprint: format!("fp{version}"),
             predictions: vec![],
@@ -215,39 +184,17 @@ async fn patient_and_history_round_trip(s: Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(s.get_patient(&p.id).await.unwrap(), Some(p.clone()));
-    assert_eq!(
-        s.get_patient(&HealthId::from_number(999)).await.unwrap(),
-        None
-    );
+    assert_eq!(s.get_patient(&HealthId::from_number(999)).await.unwrap(), None);
     let all = s.history(&p.id, &HistoryFilter::default()).await.unwrap();
-    assert_eq!(
-        all,
-        vec![earlier.clone(), mental.clone(), later.clone()],
-        "date order"
-    );
-    let labs = HistoryFilter {
-        categories: vec![Category::Observation],
-        ..Default::default()
-    };
+    assert_eq!(all, vec![earlier.clone(), mental.clone(), later.clone()], "date order");
+    let labs = HistoryFilter { categories: vec![Category::Observation], ..Default::default() };
     assert_eq!(s.history(&p.id, &labs).await.unwrap(), vec![later.clone()]);
-    let mh = HistoryFilter {
-        categories: vec![Category::MentalHealth],
-        ..Default::default()
-    };
+    let mh = HistoryFilter { categories: vec![Category::MentalHealth], ..Default::default() };
     assert_eq!(s.history(&p.id, &mh).await.unwrap(), vec![mental]);
-    let window = HistoryFilter {
-        from: Some(date(2024, 1, 2)),
-        to: Some(date(2024, 12, 31)),
-        ..Default::default()
-    };
+    let window = HistoryFilter { from: Some(date(2024, 1, 2)), to: Some(date(2024, 12, 31)), ..Default::default() };
     assert_eq!(s.history(&p.id, &window).await.unwrap(), vec![later]);
     assert_eq!(s.ground_truth(&p.id).await.unwrap(), vec![truth]);
-    assert!(
-        s.history(&HealthId::from_number(2), &HistoryFilter::default())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.history(&HealthId::from_number(2), &HistoryFilter::default()).await.unwrap().is_empty());
 }
 
 async fn upserts_are_idempotent(s: Arc<dyn Store>) {
@@ -255,12 +202,7 @@ async fn upserts_are_idempotent(s: Arc<dyn Store>) {
     let batch = WriteBatch {
         patients: vec![p.clone()],
         history: vec![diagnosis(1, &p.id, date(2023, 2, 1), "I10")],
-        appointments: vec![appointment(
-            1,
-            &p.id,
-            &ProviderId::from_number(1),
-            time(2025, 3, 3, 9),
-        )],
+        appointments: vec![appointment(1, &p.id, &ProviderId::from_number(1), time(2025, 3, 3, 9))],
         ..Default::default()
     };
     s.apply(batch.clone()).await.unwrap();
@@ -269,12 +211,7 @@ async fn upserts_are_idempotent(s: Arc<dyn Store>) {
     assert_eq!((c.patients, c.history_entries, c.appointments), (1, 1, 1));
     let mut moved = p.clone();
     moved.residence.city = "Augsburg".into();
-    s.apply(WriteBatch {
-        patients: vec![moved.clone()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    s.apply(WriteBatch { patients: vec![moved.clone()], ..Default::default() }).await.unwrap();
     assert_eq!(s.get_patient(&p.id).await.unwrap(), Some(moved));
 }
 
@@ -287,29 +224,13 @@ async fn batches_are_atomic(s: Arc<dyn Store>) {
             patients: vec![p1.clone(), p2.clone()],
             history: vec![diagnosis(1, &p1.id, date(2023, 1, 1), "I10")],
             // The second appointment takes the first one's slot: the whole batch must fail.
-            appointments: vec![
-                appointment(1, &p1.id, &dr, slot),
-                appointment(2, &p2.id, &dr, slot),
-            ],
+            appointments: vec![appointment(1, &p1.id, &dr, slot), appointment(2, &p2.id, &dr, slot)],
             ..Default::default()
         })
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                entity: "appointment",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(
-        s.get_patient(&p1.id).await.unwrap(),
-        None,
-        "no half-written patient"
-    );
+    assert!(matches!(err, StoreError::Conflict { entity: "appointment", .. }), "{err}");
+    assert_eq!(s.get_patient(&p1.id).await.unwrap(), None, "no half-written patient");
     let c = s.counts().await.unwrap();
     assert_eq!((c.patients, c.history_entries, c.appointments), (0, 0, 0));
 }
@@ -318,51 +239,23 @@ async fn invalid_values_are_rejected_before_writing(s: Arc<dyn Store>) {
     let good = patient(1);
     let mut bad = patient(2);
     bad.residence.postcode = "ABC".into();
-    let err = s
-        .apply(WriteBatch {
-            patients: vec![good.clone(), bad],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let err = s.apply(WriteBatch { patients: vec![good.clone(), bad], ..Default::default() }).await.unwrap_err();
     match &err {
         StoreError::Invalid { entity, id, source } => {
-            assert_eq!(
-                (*entity, id.as_str()),
-                ("patient", HealthId::from_number(2).as_str())
-            );
-            assert!(
-                source.to_string().contains("residence.postcode"),
-                "{source}"
-            );
+            assert_eq!((*entity, id.as_str()), ("patient", HealthId::from_number(2).as_str()));
+            assert!(source.to_string().contains("residence.postcode"), "{source}");
         }
         other => panic!("expected Invalid, got {other}"),
     }
     assert_eq!(s.get_patient(&good.id).await.unwrap(), None);
-    let mut appt = appointment(
-        1,
-        &good.id,
-        &ProviderId::from_number(1),
-        time(2025, 1, 1, 9),
-    );
+    let mut appt = appointment(1, &good.id, &ProviderId::from_number(1), time(2025, 1, 1, 9));
     appt.end = appt.start;
-    assert!(matches!(
-        s.book(&appt).await,
-        Err(StoreError::Invalid {
-            entity: "appointment",
-            ..
-        })
-    ));
+    assert!(matches!(s.book(&appt).await, Err(StoreError::Invalid { entity: "appointment", .. })));
 }
 
 async fn pagination_visits_everything_once(s: Arc<dyn Store>) {
     let patients: Vec<Patient> = (0..25).map(patient).collect();
-    s.apply(WriteBatch {
-        patients: patients.clone(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    s.apply(WriteBatch { patients: patients.clone(), ..Default::default() }).await.unwrap();
     let mut seen = Vec::new();
     let mut page = Some(PageRequest::first(10));
     let mut pages = 0;
@@ -388,51 +281,16 @@ async fn one_booking_per_slot(s: Arc<dyn Store>) {
     s.book(&first).await.unwrap();
     let second = appointment(2, &HealthId::from_number(2), &dr, slot);
     let err = s.book(&second).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                entity: "appointment",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, StoreError::Conflict { entity: "appointment", .. }), "{err}");
     assert!(err.to_string().contains("already booked"), "{err}");
     // Another provider at the same time, and the same provider at another time, are fine.
-    s.book(&appointment(
-        3,
-        &HealthId::from_number(2),
-        &ProviderId::from_number(2),
-        slot,
-    ))
-    .await
-    .unwrap();
-    s.book(&appointment(
-        4,
-        &HealthId::from_number(2),
-        &dr,
-        slot + Duration::minutes(15),
-    ))
-    .await
-    .unwrap();
+    s.book(&appointment(3, &HealthId::from_number(2), &ProviderId::from_number(2), slot)).await.unwrap();
+    s.book(&appointment(4, &HealthId::from_number(2), &dr, slot + Duration::minutes(15))).await.unwrap();
     // Cancelling frees the slot.
-    s.set_appointment_status(
-        &first.id,
-        AppointmentStatus::Cancelled,
-        slot - Duration::days(1),
-    )
-    .await
-    .unwrap();
+    s.set_appointment_status(&first.id, AppointmentStatus::Cancelled, slot - Duration::days(1)).await.unwrap();
     s.book(&second).await.unwrap();
-    let day = s
-        .appointments_for_provider(&dr, slot, slot + Duration::hours(1))
-        .await
-        .unwrap();
-    assert_eq!(
-        day.iter().map(|a| a.id).collect::<Vec<_>>(),
-        vec![first.id, second.id, AppointmentId::from_u128(4)]
-    );
+    let day = s.appointments_for_provider(&dr, slot, slot + Duration::hours(1)).await.unwrap();
+    assert_eq!(day.iter().map(|a| a.id).collect::<Vec<_>>(), vec![first.id, second.id, AppointmentId::from_u128(4)]);
 }
 
 async fn appointment_status_flow(s: Arc<dyn Store>) {
@@ -440,46 +298,14 @@ async fn appointment_status_flow(s: Arc<dyn Store>) {
     let a = appointment(1, &p, &ProviderId::from_number(1), time(2025, 3, 3, 9));
     s.book(&a).await.unwrap();
     let at = a.start;
-    for status in [
-        AppointmentStatus::Confirmed,
-        AppointmentStatus::CheckedIn,
-        AppointmentStatus::Completed,
-    ] {
-        assert_eq!(
-            s.set_appointment_status(&a.id, status, at)
-                .await
-                .unwrap()
-                .status,
-            status
-        );
+    for status in [AppointmentStatus::Confirmed, AppointmentStatus::CheckedIn, AppointmentStatus::Completed] {
+        assert_eq!(s.set_appointment_status(&a.id, status, at).await.unwrap().status, status);
     }
-    let err = s
-        .set_appointment_status(&a.id, AppointmentStatus::Cancelled, at)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("cannot go from completed to cancelled"),
-        "{err}"
-    );
-    assert_eq!(
-        s.get_appointment(&a.id).await.unwrap().unwrap().status,
-        AppointmentStatus::Completed
-    );
-    let missing = s
-        .set_appointment_status(
-            &AppointmentId::from_u128(99),
-            AppointmentStatus::Confirmed,
-            at,
-        )
-        .await;
-    assert!(matches!(
-        missing,
-        Err(StoreError::NotFound {
-            entity: "appointment",
-            ..
-        })
-    ));
+    let err = s.set_appointment_status(&a.id, AppointmentStatus::Cancelled, at).await.unwrap_err();
+    assert!(err.to_string().contains("cannot go from completed to cancelled"), "{err}");
+    assert_eq!(s.get_appointment(&a.id).await.unwrap().unwrap().status, AppointmentStatus::Completed);
+    let missing = s.set_appointment_status(&AppointmentId::from_u128(99), AppointmentStatus::Confirmed, at).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { entity: "appointment", .. })));
     assert_eq!(s.appointments_for_patient(&p).await.unwrap().len(), 1);
 }
 
@@ -514,60 +340,21 @@ async fn providers_reviews_and_rules(s: Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(s.get_provider(&dr.id).await.unwrap(), Some(dr.clone()));
-    assert_eq!(
-        s.list_providers(PageRequest::first(10))
-            .await
-            .unwrap()
-            .items
-            .len(),
-        2
-    );
+    assert_eq!(s.list_providers(PageRequest::first(10)).await.unwrap().items.len(), 2);
     assert_eq!(s.reviews_for(&dr.id).await.unwrap(), vec![review]);
     assert_eq!(s.schedule_rules_for(&dr.id).await.unwrap(), vec![rule]);
-    assert!(
-        s.reviews_for(&ProviderId::from_number(2))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.reviews_for(&ProviderId::from_number(2)).await.unwrap().is_empty());
 }
 
 async fn prediction_set_versions(s: Arc<dyn Store>) {
     let p = HealthId::from_number(1);
     assert_eq!(s.latest_prediction_set(&p).await.unwrap(), None);
-    s.put_prediction_set(&prediction_set(1, &p, 1))
-        .await
-        .unwrap();
-    s.put_prediction_set(&prediction_set(2, &p, 2))
-        .await
-        .unwrap();
-    let err = s
-        .put_prediction_set(&prediction_set(3, &p, 2))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StoreError::Conflict {
-                entity: "prediction set",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(
-        s.latest_prediction_set(&p).await.unwrap().unwrap().version,
-        2
-    );
-    assert_eq!(
-        s.prediction_sets(&p)
-            .await
-            .unwrap()
-            .iter()
-            .map(|x| x.version)
-            .collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    s.put_prediction_set(&prediction_set(1, &p, 1)).await.unwrap();
+    s.put_prediction_set(&prediction_set(2, &p, 2)).await.unwrap();
+    let err = s.put_prediction_set(&prediction_set(3, &p, 2)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { entity: "prediction set", .. }), "{err}");
+    assert_eq!(s.latest_prediction_set(&p).await.unwrap().unwrap().version, 2);
+    assert_eq!(s.prediction_sets(&p).await.unwrap().iter().map(|x| x.version).collect::<Vec<_>>(), vec![1, 2]);
 }
 
 async fn consents_upsert_and_revoke(s: Arc<dyn Store>) {
@@ -588,13 +375,7 @@ async fn consents_upsert_and_revoke(s: Arc<dyn Store>) {
     assert_eq!(got, vec![g.clone()]);
     assert!(!got[0].is_active_at(time(2025, 3, 1, 0)));
     g.categories.clear();
-    assert!(matches!(
-        s.put_consent(&g).await,
-        Err(StoreError::Invalid {
-            entity: "consent",
-            ..
-        })
-    ));
+    assert!(matches!(s.put_consent(&g).await, Err(StoreError::Invalid { entity: "consent", .. })));
 }
 
 async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
@@ -604,10 +385,7 @@ async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             s.append_audit(AuditEvent {
                 at: time(2025, 1, 1, 0) + Duration::seconds(i as i64),
-                actor: Actor {
-                    role: ActorRole::Doctor,
-                    id: format!("dr-{i}"),
-                },
+                actor: Actor { role: ActorRole::Doctor, id: format!("dr-{i}") },
                 action: AuditAction::Read,
                 patient: Some(HealthId::from_number(i)),
                 resource: format!("history/{i}"),
@@ -622,10 +400,7 @@ async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
         t.await.unwrap();
     }
     let log = s.audit_log(0, 1000).await.unwrap();
-    assert_eq!(
-        log.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        (1..=20).collect::<Vec<_>>()
-    );
+    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
     assert_eq!(verify_chain(&log, GENESIS_HASH.into()), Ok(()));
     assert_eq!(s.audit_log(18, 10).await.unwrap().len(), 2);
 }
@@ -648,10 +423,7 @@ async fn documents_round_trip(s: Arc<dyn Store>) {
     s.put_document(&doc).await.unwrap();
     assert_eq!(s.get_document(&doc.id).await.unwrap(), Some(doc.clone()));
     assert_eq!(s.documents_for(&p).await.unwrap(), vec![doc]);
-    assert_eq!(
-        s.get_document(&DocumentId::from_u128(2)).await.unwrap(),
-        None
-    );
+    assert_eq!(s.get_document(&DocumentId::from_u128(2)).await.unwrap(), None);
 }
 
 async fn meta_round_trip(s: Arc<dyn Store>) {
@@ -668,12 +440,7 @@ async fn concurrent_writers(s: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             for b in 0..5u64 {
                 let patients = (0..10).map(|i| patient(w * 1000 + b * 10 + i)).collect();
-                s.apply(WriteBatch {
-                    patients,
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
+                s.apply(WriteBatch { patients, ..Default::default() }).await.unwrap();
             }
         }));
     }
@@ -699,21 +466,13 @@ async fn counts_add_up(s: Arc<dyn Store>) {
             diagnosed: true,
         }],
         providers: vec![provider(1)],
-        appointments: vec![appointment(
-            1,
-            &p1.id,
-            &ProviderId::from_number(1),
-            time(2025, 1, 1, 9),
-        )],
+        appointments: vec![appointment(1, &p1.id, &ProviderId::from_number(1), time(2025, 1, 1, 9))],
         ..Default::default()
     })
     .await
     .unwrap();
     let c = s.counts().await.unwrap();
-    assert_eq!(
-        (c.patients, c.providers, c.history_entries, c.appointments),
-        (2, 1, 3, 1)
-    );
+    assert_eq!((c.patients, c.providers, c.history_entries, c.appointments), (2, 1, 3, 1));
     assert_eq!(c.history_by_category.get("diagnosis"), Some(&1));
     assert_eq!(c.history_by_category.get("mental_health"), Some(&1));
     assert_eq!(c.history_by_category.get("observation"), Some(&1));
@@ -726,17 +485,11 @@ pub async fn run_object_suite(store: &dyn ObjectStore) {
     let a = b"first object".to_vec();
     let key = store.put(a.clone()).await.unwrap();
     assert!(key.as_str().starts_with("sha256/"), "{key}");
-    assert_eq!(
-        store.put(a.clone()).await.unwrap(),
-        key,
-        "content-addressed puts are idempotent"
-    );
+    assert_eq!(store.put(a.clone()).await.unwrap(), key, "content-addressed puts are idempotent");
     assert_eq!(store.get(&key).await.unwrap(), a);
     assert!(store.exists(&key).await.unwrap());
 
-    let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let big_key = store.put(big.clone()).await.unwrap();
     assert_eq!(store.get(&big_key).await.unwrap(), big);
 
@@ -748,28 +501,12 @@ pub async fn run_object_suite(store: &dyn ObjectStore) {
         assert!(listed.contains(k), "{k} not listed");
     }
     let two = &key.as_str()[..9];
-    assert!(
-        store
-            .list(two)
-            .await
-            .unwrap()
-            .iter()
-            .all(|k| k.as_str().starts_with(two))
-    );
+    assert!(store.list(two).await.unwrap().iter().all(|k| k.as_str().starts_with(two)));
     assert!(store.list("nothing-here/").await.unwrap().is_empty());
 
     store.delete(&key).await.unwrap();
     store.delete(&key).await.unwrap();
     assert!(!store.exists(&key).await.unwrap());
     let missing = store.get(&key).await.unwrap_err();
-    assert!(
-        matches!(
-            missing,
-            StoreError::NotFound {
-                entity: "object",
-                ..
-            }
-        ),
-        "{missing}"
-    );
+    assert!(matches!(missing, StoreError::NotFound { entity: "object", .. }), "{missing}");
 }

@@ -17,20 +17,14 @@ pub struct LocalObjects {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
 impl LocalObjects {
     /// Uses (creating if needed) `root` as the object directory.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        fs_err::create_dir_all(root.join("tmp")).map_err(|source| StoreError::Io {
-            path: root.clone(),
-            source,
-        })?;
+        fs_err::create_dir_all(root.join("tmp")).map_err(|source| StoreError::Io { path: root.clone(), source })?;
         Ok(Self { root })
     }
 
@@ -44,10 +38,8 @@ impl LocalObjects {
 
     fn put_blocking(root: &Path, bytes: &[u8]) -> Result<ObjectKey> {
         let digest = hex::encode(Sha256::digest(bytes));
-        let key = ObjectKey::for_sha256(&digest).map_err(|e| StoreError::Backend {
-            backend: "file",
-            message: e.to_string(),
-        })?;
+        let key = ObjectKey::for_sha256(&digest)
+            .map_err(|e| StoreError::Backend { backend: "file", message: e.to_string() })?;
         let dest = root.join(key.as_str());
         if dest.exists() {
             return Ok(key);
@@ -58,10 +50,7 @@ impl LocalObjects {
         let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io(&tmp_dir))?;
         tmp.write_all(bytes).map_err(io(tmp.path()))?;
         tmp.as_file().sync_all().map_err(io(&dest))?;
-        tmp.persist(&dest).map_err(|e| StoreError::Io {
-            path: dest.clone(),
-            source: e.error,
-        })?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io { path: dest.clone(), source: e.error })?;
         Ok(key)
     }
 }
@@ -76,10 +65,7 @@ impl ObjectStore for LocalObjects {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || Self::put_blocking(&root, &bytes))
             .await
-            .map_err(|e| StoreError::Backend {
-                backend: "file",
-                message: e.to_string(),
-            })?
+            .map_err(|e| StoreError::Backend { backend: "file", message: e.to_string() })?
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>> {
@@ -89,31 +75,19 @@ impl ObjectStore for LocalObjects {
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::NotFound {
-                        entity: "object",
-                        id: key.to_string(),
-                    });
+                    return Err(StoreError::NotFound { entity: "object", id: key.to_string() });
                 }
                 Err(source) => return Err(StoreError::Io { path, source }),
             };
-            if let Some(expected) = key
-                .as_str()
-                .strip_prefix("sha256/")
-                .and_then(|r| r.rsplit('/').next())
+            if let Some(expected) = key.as_str().strip_prefix("sha256/").and_then(|r| r.rsplit('/').next())
+                && hex::encode(Sha256::digest(&bytes)) != expected
             {
-                if hex::encode(Sha256::digest(&bytes)) != expected {
-                    return Err(StoreError::Damaged {
-                        key: key.to_string(),
-                    });
-                }
+                return Err(StoreError::Damaged { key: key.to_string() });
             }
             Ok(bytes)
         })
         .await
-        .map_err(|e| StoreError::Backend {
-            backend: "file",
-            message: e.to_string(),
-        })?
+        .map_err(|e| StoreError::Backend { backend: "file", message: e.to_string() })?
     }
 
     async fn exists(&self, key: &ObjectKey) -> Result<bool> {
@@ -144,11 +118,7 @@ impl ObjectStore for LocalObjects {
                 for entry in entries {
                     let entry = entry.map_err(io(&dir))?;
                     let path = entry.path();
-                    let rel = path
-                        .strip_prefix(&root)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .replace('\\', "/");
+                    let rel = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
                     if rel == "tmp" {
                         continue;
                     }
@@ -158,10 +128,10 @@ impl ObjectStore for LocalObjects {
                         if as_dir.starts_with(&prefix) || prefix.starts_with(&as_dir) {
                             stack.push(path);
                         }
-                    } else if rel.starts_with(&prefix) {
-                        if let Ok(key) = rel.parse::<ObjectKey>() {
-                            out.push(key);
-                        }
+                    } else if rel.starts_with(&prefix)
+                        && let Ok(key) = rel.parse::<ObjectKey>()
+                    {
+                        out.push(key);
                     }
                 }
             }
@@ -169,10 +139,7 @@ impl ObjectStore for LocalObjects {
             Ok(out)
         })
         .await
-        .map_err(|e| StoreError::Backend {
-            backend: "file",
-            message: e.to_string(),
-        })?
+        .map_err(|e| StoreError::Backend { backend: "file", message: e.to_string() })?
     }
 }
 
@@ -194,9 +161,6 @@ mod tests {
         let store = LocalObjects::open(dir.path()).unwrap();
         let key = store.put(b"original".to_vec()).await.unwrap();
         std::fs::write(dir.path().join(key.as_str()), b"tampered").unwrap();
-        assert!(matches!(
-            store.get(&key).await,
-            Err(StoreError::Damaged { .. })
-        ));
+        assert!(matches!(store.get(&key).await, Err(StoreError::Damaged { .. })));
     }
 }

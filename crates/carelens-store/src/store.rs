@@ -2,9 +2,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome,
-    Category, ConsentGrant, DocumentId, DocumentRef, GroundTruth, HealthId, HistoryEntry, Patient,
-    PredictionSet, Provider, ProviderId, Review, ScheduleRule,
+    Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome, Category,
+    ConsentGrant, DocumentId, DocumentRef, GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet, Provider,
+    ProviderId, Review, ScheduleRule,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -124,11 +124,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_patient(&self, id: &HealthId) -> Result<Option<Patient>>;
     async fn list_patients(&self, page: PageRequest) -> Result<Page<Patient>>;
     /// A patient's history in date order (ties by id).
-    async fn history(
-        &self,
-        patient: &HealthId,
-        filter: &HistoryFilter,
-    ) -> Result<Vec<HistoryEntry>>;
+    async fn history(&self, patient: &HealthId, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>>;
     async fn ground_truth(&self, patient: &HealthId) -> Result<Vec<GroundTruth>>;
 
     async fn get_provider(&self, id: &ProviderId) -> Result<Option<Provider>>;

@@ -8,8 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, InsuranceKind, Review, ReviewId, Specialty,
-    VisitType,
+    Appointment, AppointmentId, AppointmentStatus, InsuranceKind, Review, ReviewId, Specialty, VisitType,
 };
 use chrono::{DateTime, Datelike, Days, Duration, NaiveDate, TimeZone, Utc, Weekday};
 
@@ -43,11 +42,7 @@ fn berlin_offset_hours(d: NaiveDate) -> i64 {
         }
         x
     };
-    if d >= last_sunday(3) && d < last_sunday(10) {
-        2
-    } else {
-        1
-    }
+    if d >= last_sunday(3) && d < last_sunday(10) { 2 } else { 1 }
 }
 
 fn local_to_utc(d: NaiveDate, minute: u32) -> DateTime<Utc> {
@@ -62,37 +57,21 @@ impl<'a> Booker<'a> {
             .map(|p| {
                 let mut w: Windows = Default::default();
                 for r in &p.rules {
-                    let start = r
-                        .start
-                        .signed_duration_since(chrono::NaiveTime::MIN)
-                        .num_minutes() as u32;
-                    let end = r
-                        .end
-                        .signed_duration_since(chrono::NaiveTime::MIN)
-                        .num_minutes() as u32;
+                    let start = r.start.signed_duration_since(chrono::NaiveTime::MIN).num_minutes() as u32;
+                    let end = r.end.signed_duration_since(chrono::NaiveTime::MIN).num_minutes() as u32;
                     w[r.weekday.num_days_from_monday() as usize].push((start, end));
                 }
                 w
             })
             .collect();
-        let slot_minutes = providers
-            .iter()
-            .map(|p| u32::from(crate::providers::slot_minutes(p.provider.specialty)))
-            .collect();
+        let slot_minutes =
+            providers.iter().map(|p| u32::from(crate::providers::slot_minutes(p.provider.specialty))).collect();
         let mut candidates = vec![vec![Vec::new(); CITIES.len()]; Specialty::ALL.len()];
         for (s, spec) in Specialty::ALL.iter().enumerate() {
-            let of_spec: Vec<usize> = providers
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.provider.specialty == *spec)
-                .map(|(i, _)| i)
-                .collect();
+            let of_spec: Vec<usize> =
+                providers.iter().enumerate().filter(|(_, p)| p.provider.specialty == *spec).map(|(i, _)| i).collect();
             for (c, city) in CITIES.iter().enumerate() {
-                let here: Vec<usize> = of_spec
-                    .iter()
-                    .copied()
-                    .filter(|&i| providers[i].city == c)
-                    .collect();
+                let here: Vec<usize> = of_spec.iter().copied().filter(|&i| providers[i].city == c).collect();
                 candidates[s][c] = if !here.is_empty() {
                     here
                 } else {
@@ -139,11 +118,7 @@ impl<'a> Booker<'a> {
             let windows = &self.windows[provider][d.weekday().num_days_from_monday() as usize];
             let starts: Vec<u32> = windows
                 .iter()
-                .flat_map(|&(s, e)| {
-                    (0..)
-                        .map(move |k| s + k * len)
-                        .take_while(move |m| m + len <= e)
-                })
+                .flat_map(|&(s, e)| (0..).map(move |k| s + k * len).take_while(move |m| m + len <= e))
                 .collect();
             if starts.is_empty() {
                 continue;
@@ -160,12 +135,7 @@ impl<'a> Booker<'a> {
         None
     }
 
-    fn waiting_days(
-        rng: &mut Rng,
-        specialty: Specialty,
-        visit: VisitType,
-        insurance: InsuranceKind,
-    ) -> u64 {
+    fn waiting_days(rng: &mut Rng, specialty: Specialty, visit: VisitType, insurance: InsuranceKind) -> u64 {
         if visit == VisitType::Acute {
             return rng.range(0, 1) as u64;
         }
@@ -175,11 +145,7 @@ impl<'a> Booker<'a> {
             Specialty::Psychiatry | Specialty::Neurology | Specialty::Nephrology => 30.0,
             Specialty::Radiology => 14.0,
             _ => 22.0,
-        } * if insurance == InsuranceKind::Private {
-            0.5
-        } else {
-            1.0
-        };
+        } * if insurance == InsuranceKind::Private { 0.5 } else { 1.0 };
         // Exponential waits, capped at four months.
         ((-mean * (1.0 - rng.f64()).ln()).round() as u64).min(120)
     }
@@ -198,9 +164,7 @@ impl<'a> Booker<'a> {
     ) -> Appointment {
         let start = local_to_utc(day, minute);
         let end = start + Duration::minutes(i64::from(self.slot_minutes[provider]));
-        let booked_at =
-            (start - Duration::days(waiting as i64) - Duration::minutes(rng.range(30, 600)))
-                .min(start);
+        let booked_at = (start - Duration::days(waiting as i64) - Duration::minutes(rng.range(30, 600))).min(start);
         let status_changed_at = match status {
             AppointmentStatus::Completed | AppointmentStatus::NoShow => end,
             AppointmentStatus::Cancelled => booked_at + (start - booked_at) / 2,
@@ -235,16 +199,9 @@ impl<'a> Booker<'a> {
         visits.sort_by_key(|v| v.day);
         // A few upcoming bookings: chronic patients and some others.
         if !visits.is_empty() && rng.chance(0.35) || rng.chance(0.08) {
-            let sp = visits
-                .last()
-                .map_or(Specialty::GeneralPractice, |v| v.specialty);
+            let sp = visits.last().map_or(Specialty::GeneralPractice, |v| v.specialty);
             let day = self.cfg.as_of + Days::new(rng.range(1, BOOKING_FUTURE_DAYS as i64) as u64);
-            visits.push(VisitRequest {
-                specialty: sp,
-                day,
-                visit_type: VisitType::FollowUp,
-                roll: rng.next_u64(),
-            });
+            visits.push(VisitRequest { specialty: sp, day, visit_type: VisitType::FollowUp, roll: rng.next_u64() });
         }
         for v in visits {
             let Some(provider) = self.pick_provider(v.specialty, b.city, v.roll) else {
@@ -254,26 +211,14 @@ impl<'a> Booker<'a> {
             let future = v.day > self.cfg.as_of;
             // Missed attempts before the visit that happened: no-shows and cancellations.
             if !future {
-                for (p, status) in [
-                    (0.12, AppointmentStatus::NoShow),
-                    (0.09, AppointmentStatus::Cancelled),
-                ] {
+                for (p, status) in [(0.12, AppointmentStatus::NoShow), (0.09, AppointmentStatus::Cancelled)] {
                     if v.visit_type != VisitType::Acute && rng.chance(p) {
                         let earlier = v.day - Days::new(rng.range(7, 28) as u64);
-                        if let Some((d, m)) = self.slot(provider, earlier, rng.next_u64()) {
-                            if d <= self.cfg.as_of {
-                                let a = self.appointment(
-                                    b,
-                                    provider,
-                                    d,
-                                    m,
-                                    v.visit_type,
-                                    status,
-                                    waiting,
-                                    &mut rng,
-                                );
-                                appts.push(a);
-                            }
+                        if let Some((d, m)) = self.slot(provider, earlier, rng.next_u64())
+                            && d <= self.cfg.as_of
+                        {
+                            let a = self.appointment(b, provider, d, m, v.visit_type, status, waiting, &mut rng);
+                            appts.push(a);
                         }
                     }
                 }
@@ -282,11 +227,7 @@ impl<'a> Booker<'a> {
                 continue;
             };
             let status = if d > self.cfg.as_of {
-                if rng.chance(0.4) {
-                    AppointmentStatus::Confirmed
-                } else {
-                    AppointmentStatus::Booked
-                }
+                if rng.chance(0.4) { AppointmentStatus::Confirmed } else { AppointmentStatus::Booked }
             } else {
                 AppointmentStatus::Completed
             };
@@ -329,13 +270,7 @@ mod tests {
         assert_eq!(berlin_offset_hours(d(3, 30)), 2);
         assert_eq!(berlin_offset_hours(d(10, 25)), 2);
         assert_eq!(berlin_offset_hours(d(10, 26)), 1);
-        assert_eq!(
-            local_to_utc(d(7, 1), 8 * 60).to_rfc3339(),
-            "2025-07-01T06:00:00+00:00"
-        );
-        assert_eq!(
-            local_to_utc(d(1, 2), 8 * 60).to_rfc3339(),
-            "2025-01-02T07:00:00+00:00"
-        );
+        assert_eq!(local_to_utc(d(7, 1), 8 * 60).to_rfc3339(), "2025-07-01T06:00:00+00:00");
+        assert_eq!(local_to_utc(d(1, 2), 8 * 60).to_rfc3339(), "2025-01-02T07:00:00+00:00");
     }
 }

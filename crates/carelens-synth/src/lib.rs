@@ -16,9 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
-use carelens_domain::{
-    Appointment, GroundTruth, HistoryEntry, Patient, Provider, Review, ScheduleRule,
-};
+use carelens_domain::{Appointment, GroundTruth, HistoryEntry, Patient, Provider, Review, ScheduleRule};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -26,7 +24,7 @@ use sha2::{Digest, Sha256};
 pub use patient::{BOOKING_FUTURE_DAYS, BOOKING_PAST_DAYS};
 
 /// Patients per chunk: the unit of parallel work and of one atomic store write.
-pub const CHUNK_PATIENTS: u64 = 1000;
+pub const CHUNK_PATIENTS: u64 = 2500;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,28 +100,17 @@ fn make_chunk(cfg: &Config, chunk: u64) -> PatientChunk {
             hash_json(&mut h, t);
         }
     }
-    PatientChunk {
-        bundles,
-        digest: h.finalize().into(),
-    }
+    PatientChunk { bundles, digest: h.finalize().into() }
 }
 
 /// Generates the population described by `cfg`, handing it to `sink` chunk by chunk: first
 /// providers and their schedules, then patients in order, then providers again with the
 /// ratings their reviews produced. Memory stays bounded by a few chunks. Stops at the first
 /// error `sink` returns.
-pub fn generate<E: Send>(
-    cfg: &Config,
-    mut sink: impl FnMut(Chunk) -> Result<(), E>,
-) -> Result<Summary, E> {
+pub fn generate<E: Send>(cfg: &Config, mut sink: impl FnMut(Chunk) -> Result<(), E>) -> Result<Summary, E> {
     let mut hasher = Sha256::new();
-    let mut gen_providers = providers::generate(
-        cfg.seed,
-        cfg.patients,
-        cfg.as_of - chrono::Days::new(3 * 365),
-    );
-    let schedule_rules: Vec<ScheduleRule> =
-        gen_providers.iter().flat_map(|p| p.rules.clone()).collect();
+    let mut gen_providers = providers::generate(cfg.seed, cfg.patients, cfg.as_of - chrono::Days::new(3 * 365));
+    let schedule_rules: Vec<ScheduleRule> = gen_providers.iter().flat_map(|p| p.rules.clone()).collect();
     for r in &schedule_rules {
         hash_json(&mut hasher, r);
     }
@@ -167,13 +154,9 @@ pub fn generate<E: Send>(
                         return;
                     }
                     {
-                        let mut done = emitted
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let mut done = emitted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                         while c >= *done + ahead && !stop.load(Ordering::Relaxed) {
-                            done = progressed
-                                .wait(done)
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            done = progressed.wait(done).unwrap_or_else(std::sync::PoisonError::into_inner);
                         }
                     }
                     if stop.load(Ordering::Relaxed) || tx.send((c, make_chunk(cfg, c))).is_err() {
@@ -215,9 +198,7 @@ pub fn generate<E: Send>(
                     break 'recv;
                 }
                 expect += 1;
-                *emitted
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = expect;
+                *emitted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = expect;
                 progressed.notify_all();
             }
         }
@@ -232,15 +213,11 @@ pub fn generate<E: Send>(
     for (i, p) in gen_providers.iter_mut().enumerate() {
         if let Some((count, stars)) = ratings.get(&i) {
             p.provider.rating.count = *count;
-            p.provider.rating.mean =
-                (f64::from(*stars) / f64::from(*count) * 100.0).round() / 100.0;
+            p.provider.rating.mean = (f64::from(*stars) / f64::from(*count) * 100.0).round() / 100.0;
         }
         hash_json(&mut hasher, &p.provider);
     }
-    sink(Chunk {
-        providers: gen_providers.into_iter().map(|p| p.provider).collect(),
-        ..Default::default()
-    })?;
+    sink(Chunk { providers: gen_providers.into_iter().map(|p| p.provider).collect(), ..Default::default() })?;
     summary.hash = hex::encode(hasher.finalize());
     Ok(summary)
 }

@@ -1,8 +1,8 @@
 //! Providers (practices of common specialties), their weekly schedules and latent quality.
 
 use carelens_domain::{
-    Address, GeoPoint, InsuranceKind, LanguageCode, Provider, ProviderId, ProviderKind,
-    RatingSummary, RuleId, ScheduleRule, Specialty, VisitType,
+    Address, GeoPoint, InsuranceKind, LanguageCode, Provider, ProviderId, ProviderKind, RatingSummary, RuleId,
+    ScheduleRule, Specialty, VisitType,
 };
 use chrono::{NaiveDate, NaiveTime, Weekday};
 
@@ -53,21 +53,13 @@ pub fn generate(seed: u64, patients: u64, valid_from: NaiveDate) -> Vec<GenProvi
             let c = &CITIES[city];
             let id = ProviderId::from_number(permute50(seed ^ 0xD0C, i));
             let family = rng.pick(FAMILY_NAMES);
-            let kind = if rng.chance(0.3) {
-                ProviderKind::Practice
-            } else {
-                ProviderKind::Practitioner
-            };
+            let kind = if rng.chance(0.3) { ProviderKind::Practice } else { ProviderKind::Practitioner };
             let title = match specialty {
                 Specialty::Psychotherapy => "Dipl.-Psych.",
                 _ => "Dr. med.",
             };
             let name = match kind {
-                ProviderKind::Practice => format!(
-                    "Praxis {} {family} & Kollegen ({})",
-                    title,
-                    label(specialty)
-                ),
+                ProviderKind::Practice => format!("Praxis {} {family} & Kollegen ({})", title, label(specialty)),
                 ProviderKind::Practitioner => format!("{title} {family} ({})", label(specialty)),
             };
             let private_only = rng.chance(0.04);
@@ -77,23 +69,13 @@ pub fn generate(seed: u64, patients: u64, valid_from: NaiveDate) -> Vec<GenProvi
                 vec![InsuranceKind::Statutory, InsuranceKind::Private]
             };
             let mut languages = vec![lang("de")];
-            for (code, p) in [
-                ("en", 0.6),
-                ("tr", 0.08),
-                ("ru", 0.06),
-                ("ar", 0.05),
-                ("pl", 0.04),
-                ("fr", 0.05),
-            ] {
+            for (code, p) in [("en", 0.6), ("tr", 0.08), ("ru", 0.06), ("ar", 0.05), ("pl", 0.04), ("fr", 0.05)] {
                 if rng.chance(p) {
                     languages.push(lang(code));
                 }
             }
-            let location = GeoPoint::new(
-                c.lat + rng.uniform(-0.04, 0.04),
-                c.lon + rng.uniform(-0.06, 0.06),
-            )
-            .unwrap_or_else(|_| unreachable!("jitter stays within range"));
+            let location = GeoPoint::new(c.lat + rng.uniform(-0.04, 0.04), c.lon + rng.uniform(-0.06, 0.06))
+                .unwrap_or_else(|_| unreachable!("jitter stays within range"));
             let provider = Provider {
                 id: id.clone(),
                 kind,
@@ -112,12 +94,7 @@ pub fn generate(seed: u64, patients: u64, valid_from: NaiveDate) -> Vec<GenProvi
             };
             let quality = rng.normal_in(4.1, 0.6, 1.5, 5.0);
             let rules = schedule(seed, i, &id, specialty, valid_from, &mut rng);
-            GenProvider {
-                provider,
-                city,
-                quality,
-                rules,
-            }
+            GenProvider { provider, city, quality, rules }
         })
         .collect()
 }
@@ -148,10 +125,7 @@ fn label(s: Specialty) -> &'static str {
 pub fn slot_minutes(s: Specialty) -> u16 {
     match s {
         Specialty::Psychotherapy | Specialty::Psychiatry => 50,
-        Specialty::Radiology
-        | Specialty::Cardiology
-        | Specialty::Pneumology
-        | Specialty::Neurology => 20,
+        Specialty::Radiology | Specialty::Cardiology | Specialty::Pneumology | Specialty::Neurology => 20,
         Specialty::GeneralPractice | Specialty::Paediatrics => 10,
         _ => 15,
     }
@@ -173,19 +147,14 @@ fn schedule(
         Specialty::Psychotherapy => VisitType::FollowUp,
         _ => VisitType::FollowUp,
     };
-    let afternoons: &[Weekday] = if rng.chance(0.5) {
-        &[Weekday::Mon, Weekday::Tue, Weekday::Thu]
-    } else {
-        &[Weekday::Tue, Weekday::Thu]
-    };
+    let afternoons: &[Weekday] =
+        if rng.chance(0.5) { &[Weekday::Mon, Weekday::Tue, Weekday::Thu] } else { &[Weekday::Tue, Weekday::Thu] };
     let mut rules = Vec::new();
     let mut n = 0u64;
     let mut push = |weekday, start, end, visit_type| {
         n += 1;
         rules.push(ScheduleRule {
-            id: RuleId::from_u128(
-                (u128::from(mix(&[seed, 0x5C4E])) << 64) | u128::from(i << 8 | n),
-            ),
+            id: RuleId::from_u128((u128::from(mix(&[seed, 0x5C4E])) << 64) | u128::from(i << 8 | n)),
             provider: id.clone(),
             weekday,
             start,
@@ -196,13 +165,7 @@ fn schedule(
             valid_until: None,
         });
     };
-    for wd in [
-        Weekday::Mon,
-        Weekday::Tue,
-        Weekday::Wed,
-        Weekday::Thu,
-        Weekday::Fri,
-    ] {
+    for wd in [Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri] {
         push(wd, t(8, 0), t(12, 0), visit);
         if afternoons.contains(&wd) {
             push(wd, t(14, 0), t(18, 0), visit);

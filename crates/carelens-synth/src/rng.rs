@@ -29,14 +29,7 @@ impl Rng {
     /// An independent stream for (`seed`, `stream`, `tag`).
     pub fn new(seed: u64, stream: u64, tag: u64) -> Self {
         let mut x = mix(&[seed, stream, tag]);
-        Self {
-            s: [
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-                splitmix64(&mut x),
-            ],
-        }
+        Self { s: [splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x), splitmix64(&mut x)] }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -174,10 +167,7 @@ mod tests {
         let xs: Vec<f64> = (0..n).map(|_| r.normal(10.0, 2.0)).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(
-            (mean - 10.0).abs() < 0.05 && (var.sqrt() - 2.0).abs() < 0.05,
-            "{mean} {var}"
-        );
+        assert!((mean - 10.0).abs() < 0.05 && (var.sqrt() - 2.0).abs() < 0.05, "{mean} {var}");
         let p = (0..n).map(|_| r.poisson(3.0) as f64).sum::<f64>() / n as f64;
         assert!((p - 3.0).abs() < 0.05, "{p}");
     }

@@ -1,18 +1,11 @@
 use std::collections::{HashMap, HashSet};
 
-use carelens_domain::{
-    AppointmentStatus, Condition, HistoryKind, InsuranceKind, Sex, Specialty, Validate,
-};
+use carelens_domain::{AppointmentStatus, Condition, HistoryKind, InsuranceKind, Sex, Specialty, Validate};
 
 use super::*;
 
 fn cfg(seed: u64, patients: u64, threads: usize) -> Config {
-    Config {
-        seed,
-        patients,
-        as_of: Config::default_as_of(),
-        threads,
-    }
+    Config { seed, patients, as_of: Config::default_as_of(), threads }
 }
 
 fn collect(cfg: &Config) -> (Summary, Chunk) {
@@ -73,127 +66,54 @@ fn population_is_plausible_for_germany() {
     pop.appointments.validate().unwrap();
     pop.reviews.validate().unwrap();
     pop.schedule_rules.validate().unwrap();
-    assert_eq!(
-        pop.patients
-            .iter()
-            .map(|p| &p.id)
-            .collect::<HashSet<_>>()
-            .len(),
-        pop.patients.len()
-    );
-    assert_eq!(
-        pop.history
-            .iter()
-            .map(|e| e.id)
-            .collect::<HashSet<_>>()
-            .len(),
-        pop.history.len()
-    );
-    assert_eq!(
-        pop.appointments
-            .iter()
-            .map(|a| a.id)
-            .collect::<HashSet<_>>()
-            .len(),
-        pop.appointments.len()
-    );
-    assert!(
-        pop.history.iter().all(|e| e.date <= as_of),
-        "nothing after as_of"
-    );
+    assert_eq!(pop.patients.iter().map(|p| &p.id).collect::<HashSet<_>>().len(), pop.patients.len());
+    assert_eq!(pop.history.iter().map(|e| e.id).collect::<HashSet<_>>().len(), pop.history.len());
+    assert_eq!(pop.appointments.iter().map(|a| a.id).collect::<HashSet<_>>().len(), pop.appointments.len());
+    assert!(pop.history.iter().all(|e| e.date <= as_of), "nothing after as_of");
 
     // Demography: sex ratio, old-age share, insurance split.
     let female = pop.patients.iter().filter(|p| p.sex == Sex::Female).count() as f64 / n;
     assert!((0.48..0.54).contains(&female), "female share {female}");
     let age = |p: &Patient| p.age_on(as_of);
     let over_65 = pop.patients.iter().filter(|p| age(p) >= 65).count() as f64 / n;
-    assert!(
-        (0.18..0.27).contains(&over_65),
-        "65+ share {over_65} (Germany ≈ 22 %)"
-    );
-    let private = pop
-        .patients
-        .iter()
-        .filter(|p| p.insurance.kind == InsuranceKind::Private)
-        .count() as f64
-        / n;
-    assert!(
-        (0.10..0.14).contains(&private),
-        "private share {private} (Germany ≈ 12 %)"
-    );
+    assert!((0.18..0.27).contains(&over_65), "65+ share {over_65} (Germany ≈ 22 %)");
+    let private = pop.patients.iter().filter(|p| p.insurance.kind == InsuranceKind::Private).count() as f64 / n;
+    assert!((0.10..0.14).contains(&private), "private share {private} (Germany ≈ 12 %)");
 
     // Prevalence among adults.
-    let adults: HashSet<_> = pop
-        .patients
-        .iter()
-        .filter(|p| age(p) >= 18)
-        .map(|p| p.id.clone())
-        .collect();
+    let adults: HashSet<_> = pop.patients.iter().filter(|p| age(p) >= 18).map(|p| p.id.clone()).collect();
     let prevalence = |c: Condition| {
-        pop.ground_truth
-            .iter()
-            .filter(|g| g.condition == c && adults.contains(&g.patient))
-            .count() as f64
+        pop.ground_truth.iter().filter(|g| g.condition == c && adults.contains(&g.patient)).count() as f64
             / adults.len() as f64
     };
     let t2d = prevalence(Condition::Type2Diabetes);
-    assert!(
-        (0.05..0.15).contains(&t2d),
-        "adult T2D prevalence {t2d} (Germany ≈ 8-10 %)"
-    );
+    assert!((0.05..0.15).contains(&t2d), "adult T2D prevalence {t2d} (Germany ≈ 8-10 %)");
     let htn = prevalence(Condition::Hypertension);
-    assert!(
-        (0.20..0.40).contains(&htn),
-        "adult hypertension prevalence {htn} (Germany ≈ 30 %)"
-    );
+    assert!((0.20..0.40).contains(&htn), "adult hypertension prevalence {htn} (Germany ≈ 30 %)");
     let dep = prevalence(Condition::Depression);
     assert!((0.05..0.13).contains(&dep), "adult depression {dep}");
     // Hypertension rises with age.
     let htn_in = |lo: u32, hi: u32| {
-        let ids: HashSet<_> = pop
-            .patients
-            .iter()
-            .filter(|p| (lo..hi).contains(&age(p)))
-            .map(|p| &p.id)
-            .collect();
-        pop.ground_truth
-            .iter()
-            .filter(|g| g.condition == Condition::Hypertension && ids.contains(&g.patient))
-            .count() as f64
+        let ids: HashSet<_> = pop.patients.iter().filter(|p| (lo..hi).contains(&age(p))).map(|p| &p.id).collect();
+        pop.ground_truth.iter().filter(|g| g.condition == Condition::Hypertension && ids.contains(&g.patient)).count()
+            as f64
             / ids.len() as f64
     };
-    assert!(
-        htn_in(70, 120) > 2.0 * htn_in(30, 50),
-        "hypertension must rise with age"
-    );
+    assert!(htn_in(70, 120) > 2.0 * htn_in(30, 50), "hypertension must rise with age");
 
     // Correlated evidence: diagnosed diabetics have HbA1c and metformin; pneumonia has an X-ray.
     let by_patient: HashMap<_, Vec<_>> = pop.history.iter().fold(HashMap::new(), |mut m, e| {
         m.entry(e.patient.clone()).or_insert_with(Vec::new).push(e);
         m
     });
-    for g in pop
-        .ground_truth
-        .iter()
-        .filter(|g| g.condition == Condition::Type2Diabetes && g.diagnosed)
-    {
+    for g in pop.ground_truth.iter().filter(|g| g.condition == Condition::Type2Diabetes && g.diagnosed) {
         let h = &by_patient[&g.patient];
-        assert!(
-            h.iter().any(
-                |e| matches!(&e.kind, HistoryKind::Diagnosis(d) if d.code.category() == "E11")
-            )
-        );
-        assert!(h.iter().any(
-            |e| matches!(&e.kind, HistoryKind::Medication(m) if m.code.as_str() == "A10BA02")
-        ));
+        assert!(h.iter().any(|e| matches!(&e.kind, HistoryKind::Diagnosis(d) if d.code.category() == "E11")));
+        assert!(h.iter().any(|e| matches!(&e.kind, HistoryKind::Medication(m) if m.code.as_str() == "A10BA02")));
     }
     let mean_a1c = |diabetic: bool| {
-        let ids: HashSet<_> = pop
-            .ground_truth
-            .iter()
-            .filter(|g| g.condition == Condition::Type2Diabetes)
-            .map(|g| &g.patient)
-            .collect();
+        let ids: HashSet<_> =
+            pop.ground_truth.iter().filter(|g| g.condition == Condition::Type2Diabetes).map(|g| &g.patient).collect();
         let v: Vec<f64> = pop
             .history
             .iter()
@@ -205,20 +125,9 @@ fn population_is_plausible_for_germany() {
             .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    assert!(
-        mean_a1c(true) > mean_a1c(false) + 30.0,
-        "diabetics' glucose must be higher"
-    );
-    for g in pop
-        .ground_truth
-        .iter()
-        .filter(|g| g.condition == Condition::Pneumonia)
-    {
-        assert!(
-            by_patient[&g.patient]
-                .iter()
-                .any(|e| matches!(&e.kind, HistoryKind::ImagingStudy(_)))
-        );
+    assert!(mean_a1c(true) > mean_a1c(false) + 30.0, "diabetics' glucose must be higher");
+    for g in pop.ground_truth.iter().filter(|g| g.condition == Condition::Pneumonia) {
+        assert!(by_patient[&g.patient].iter().any(|e| matches!(&e.kind, HistoryKind::ImagingStudy(_))));
     }
     // Children get vaccinated.
     let vaccinated_kids = pop
@@ -226,21 +135,11 @@ fn population_is_plausible_for_germany() {
         .iter()
         .filter(|p| (3..10).contains(&age(p)))
         .filter(|p| {
-            by_patient.get(&p.id).is_some_and(|h| {
-                h.iter()
-                    .any(|e| matches!(e.kind, HistoryKind::Vaccination(_)))
-            })
+            by_patient.get(&p.id).is_some_and(|h| h.iter().any(|e| matches!(e.kind, HistoryKind::Vaccination(_))))
         })
         .count() as f64
-        / pop
-            .patients
-            .iter()
-            .filter(|p| (3..10).contains(&age(p)))
-            .count() as f64;
-    assert!(
-        vaccinated_kids > 0.9,
-        "childhood vaccination coverage {vaccinated_kids}"
-    );
+        / pop.patients.iter().filter(|p| (3..10).contains(&age(p))).count() as f64;
+    assert!(vaccinated_kids > 0.9, "childhood vaccination coverage {vaccinated_kids}");
 
     // Providers: every specialty exists.
     let specialties: HashSet<_> = pop.providers.iter().map(|p| p.specialty).collect();
@@ -248,57 +147,24 @@ fn population_is_plausible_for_germany() {
     assert!(pop.providers.iter().any(|p| p.rating.count > 0));
 
     // Appointments: one per slot, ~10 % no-shows among past ones, private patients wait less.
-    let slots: HashSet<_> = pop
-        .appointments
-        .iter()
-        .map(|a| (&a.provider, a.start))
-        .collect();
-    assert_eq!(
-        slots.len(),
-        pop.appointments.len(),
-        "no slot is booked twice"
-    );
-    let past: Vec<_> = pop
-        .appointments
-        .iter()
-        .filter(|a| a.start.date_naive() <= as_of)
-        .collect();
-    let no_show = past
-        .iter()
-        .filter(|a| a.status == AppointmentStatus::NoShow)
-        .count() as f64
-        / past.len() as f64;
+    let slots: HashSet<_> = pop.appointments.iter().map(|a| (&a.provider, a.start)).collect();
+    assert_eq!(slots.len(), pop.appointments.len(), "no slot is booked twice");
+    let past: Vec<_> = pop.appointments.iter().filter(|a| a.start.date_naive() <= as_of).collect();
+    let no_show = past.iter().filter(|a| a.status == AppointmentStatus::NoShow).count() as f64 / past.len() as f64;
     assert!((0.07..0.13).contains(&no_show), "no-show rate {no_show}");
-    assert!(
-        pop.appointments
-            .iter()
-            .any(|a| a.status == AppointmentStatus::Booked && a.start.date_naive() > as_of)
-    );
-    let insurance: HashMap<_, _> = pop
-        .patients
-        .iter()
-        .map(|p| (&p.id, p.insurance.kind))
-        .collect();
+    assert!(pop.appointments.iter().any(|a| a.status == AppointmentStatus::Booked && a.start.date_naive() > as_of));
+    let insurance: HashMap<_, _> = pop.patients.iter().map(|p| (&p.id, p.insurance.kind)).collect();
     let median_wait = |kind: InsuranceKind| {
         let mut w: Vec<i64> = past
             .iter()
-            .filter(|a| {
-                insurance[&a.patient] == kind
-                    && a.visit_type == carelens_domain::VisitType::FirstVisit
-            })
+            .filter(|a| insurance[&a.patient] == kind && a.visit_type == carelens_domain::VisitType::FirstVisit)
             .map(|a| a.waiting_days())
             .collect();
         w.sort_unstable();
         w[w.len() / 2]
     };
-    let (statutory, private) = (
-        median_wait(InsuranceKind::Statutory),
-        median_wait(InsuranceKind::Private),
-    );
-    assert!(
-        statutory > private,
-        "statutory median wait {statutory} d should exceed private {private} d"
-    );
+    let (statutory, private) = (median_wait(InsuranceKind::Statutory), median_wait(InsuranceKind::Private));
+    assert!(statutory > private, "statutory median wait {statutory} d should exceed private {private} d");
 
     // Reviews only from patients with a completed appointment at that provider.
     let completed: HashSet<_> = pop
@@ -308,9 +174,5 @@ fn population_is_plausible_for_germany() {
         .map(|a| (&a.patient, &a.provider))
         .collect();
     assert!(!pop.reviews.is_empty());
-    assert!(
-        pop.reviews
-            .iter()
-            .all(|r| r.verified_visit && completed.contains(&(&r.patient, &r.provider)))
-    );
+    assert!(pop.reviews.iter().all(|r| r.verified_visit && completed.contains(&(&r.patient, &r.provider))));
 }

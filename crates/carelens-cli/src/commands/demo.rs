@@ -24,7 +24,7 @@ struct DemoReport {
 
 pub fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     if !ctx.json {
-        println!("carelens demo: data directory {}", ctx.data_dir.display());
+        outln!("carelens demo: data directory {}", ctx.data_dir.display());
     }
     // A population: reuse whatever complete one is there, else generate the demo population.
     let existing = generate::population(ctx)?.filter(|p| p.complete);
@@ -48,11 +48,13 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     if ctx.json {
         return output::json(&DemoReport { data_dir: ctx.data_dir.display().to_string(), population, stats, serve });
     }
-    println!("\n[1/2] population");
+    outln!("\n[1/2] population");
     generate::print_human(&population);
-    println!("\n[2/2] what the store holds");
+    outln!("\n[2/2] what the store holds");
     stats::print_human(&stats);
-    println!("\nserver: {serve}");
-    println!("\nNext: `carelens stats` any time; `carelens generate --patients 100000 --seed 7 --data-dir DIR` for a bigger population.");
+    outln!("\nserver: {serve}");
+    outln!(
+        "\nNext: `carelens stats` any time; `carelens generate --patients 100000 --seed 7 --data-dir DIR` for a bigger population."
+    );
     Ok(())
 }

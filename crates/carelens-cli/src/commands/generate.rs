@@ -31,6 +31,8 @@ pub struct GenerateReport {
     pub data_dir: String,
     /// True when the store already held exactly this population and nothing was written.
     pub reused: bool,
+    /// True for --dry-run: generated and hashed, nothing written.
+    pub dry_run: bool,
     pub summary: Summary,
     pub seconds: f64,
     pub patients_per_second: f64,
@@ -61,12 +63,14 @@ pub fn generate(ctx: &Context, config: &Config) -> Result<GenerateReport> {
     let started = Instant::now();
     let data_dir = ctx.data_dir.display().to_string();
     if let Some(existing) = population(ctx)? {
-        let same = existing.seed == config.seed && existing.patients == config.patients && existing.as_of == config.as_of;
+        let same =
+            existing.seed == config.seed && existing.patients == config.patients && existing.as_of == config.as_of;
         match (&existing.summary, same, existing.complete) {
             (Some(summary), true, true) => {
                 return Ok(GenerateReport {
                     data_dir,
                     reused: true,
+                    dry_run: false,
                     summary: summary.clone(),
                     seconds: started.elapsed().as_secs_f64(),
                     patients_per_second: 0.0,
@@ -107,15 +111,29 @@ pub fn generate(ctx: &Context, config: &Config) -> Result<GenerateReport> {
     ctx.runtime.block_on(ctx.store.set_meta(POPULATION_META, &serde_json::to_string(&meta)?))?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(patients = config.patients, seconds, "generated population");
-    Ok(GenerateReport { data_dir, reused: false, patients_per_second: config.patients as f64 / seconds, summary, seconds })
+    Ok(GenerateReport {
+        data_dir,
+        reused: false,
+        dry_run: false,
+        patients_per_second: config.patients as f64 / seconds,
+        summary,
+        seconds,
+    })
 }
 
 pub fn print_human(r: &GenerateReport) {
     let s = &r.summary;
     if r.reused {
-        println!("Population already in {} (nothing written):", r.data_dir);
+        outln!("Population already in {} (nothing written):", r.data_dir);
+    } else if r.dry_run {
+        outln!(
+            "Generated {} patients in {:.1} s ({} patients/s); dry run, nothing written:",
+            thousands(s.patients),
+            r.seconds,
+            thousands(r.patients_per_second as u64)
+        );
     } else {
-        println!(
+        outln!(
             "Generated {} patients in {:.1} s ({} patients/s) into {}:",
             thousands(s.patients),
             r.seconds,
@@ -123,19 +141,41 @@ pub fn print_human(r: &GenerateReport) {
             r.data_dir
         );
     }
-    println!("  seed {}, as of {}", s.seed, s.as_of);
-    println!("  {:>12} providers with {} schedule rules", thousands(s.providers), thousands(s.schedule_rules));
-    println!("  {:>12} history entries", thousands(s.history_entries));
-    println!("  {:>12} ground-truth conditions", thousands(s.ground_truth));
-    println!("  {:>12} appointments, {} reviews", thousands(s.appointments), thousands(s.reviews));
-    println!("  summary hash {}", s.hash);
+    outln!("  seed {}, as of {}", s.seed, s.as_of);
+    outln!("  {:>12} providers with {} schedule rules", thousands(s.providers), thousands(s.schedule_rules));
+    outln!("  {:>12} history entries", thousands(s.history_entries));
+    outln!("  {:>12} ground-truth conditions", thousands(s.ground_truth));
+    outln!("  {:>12} appointments, {} reviews", thousands(s.appointments), thousands(s.reviews));
+    outln!("  summary hash {}", s.hash);
+}
+
+/// Generates without writing: the summary (and hash) of `config`.
+fn dry_run(ctx: &Context, config: &Config) -> Result<GenerateReport> {
+    let started = Instant::now();
+    let bar = ctx.progress(config.patients, "patients");
+    let summary = carelens_synth::generate(config, |chunk: Chunk| {
+        bar.inc(chunk.patients.len() as u64);
+        Ok::<_, std::convert::Infallible>(())
+    })?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(GenerateReport {
+        data_dir: ctx.data_dir.display().to_string(),
+        reused: false,
+        dry_run: true,
+        patients_per_second: config.patients as f64 / seconds,
+        summary,
+        seconds,
+    })
 }
 
 pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let config = Config { seed: args.seed, patients: args.patients, as_of: args.as_of, threads };
-    let report = generate(ctx, &config)?;
-    if ctx.json { output::json(&report) } else {
+    let report = if args.dry_run { dry_run(ctx, &config)? } else { generate(ctx, &config)? };
+    if ctx.json {
+        output::json(&report)
+    } else {
         print_human(&report);
         Ok(())
     }

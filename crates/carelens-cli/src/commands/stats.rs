@@ -114,25 +114,25 @@ fn bar(value: u64, max: u64) -> String {
 fn table<'a>(title: &str, rows: impl IntoIterator<Item = (&'a str, u64)>, total: u64) {
     let rows: Vec<_> = rows.into_iter().collect();
     let max = rows.iter().map(|r| r.1).max().unwrap_or(0);
-    println!("\n{title}");
+    outln!("\n{title}");
     for (label, v) in rows {
         let pct = if total > 0 { v as f64 / total as f64 * 100.0 } else { 0.0 };
-        println!("  {label:<30} {:>10} {pct:>5.1}%  {}", thousands(v), bar(v, max));
+        outln!("  {label:<30} {:>10} {pct:>5.1}%  {}", thousands(v), bar(v, max));
     }
 }
 
 pub fn print_human(r: &StatsReport) {
     let c = &r.counts;
-    println!("carelens store at {} ({})", r.data_dir, r.backend);
+    outln!("carelens store at {} ({})", r.data_dir, r.backend);
     if c.patients == 0 {
-        println!("\nThe store is empty. Run `carelens demo` or `carelens generate --patients 10000` first.");
+        outln!("\nThe store is empty. Run `carelens demo` or `carelens generate --patients 10000` first.");
         return;
     }
     if let Some(p) = &r.population {
         let state = if p.complete { "" } else { " (incomplete: rerun the same generate command to finish)" };
-        println!("population: seed {}, {} patients, as of {}{state}", p.seed, thousands(p.patients), p.as_of);
+        outln!("population: seed {}, {} patients, as of {}{state}", p.seed, thousands(p.patients), p.as_of);
     }
-    println!(
+    outln!(
         "{} patients, {} providers, {} history entries, {} appointments, {} reviews",
         thousands(c.patients),
         thousands(c.providers),
@@ -150,13 +150,15 @@ pub fn print_human(r: &StatsReport) {
     table("History entries", c.history_by_category.iter().map(|(k, v)| (k.as_str(), *v)), c.history_entries);
     table("Appointments", c.appointments_by_status.iter().map(|(k, v)| (k.as_str(), *v)), c.appointments);
     if let Some(ns) = r.no_show_percent {
-        println!("\nno-show rate among due appointments: {ns:.1}%");
+        outln!("\nno-show rate among due appointments: {ns:.1}%");
     }
 }
 
 pub fn run(ctx: &Context, args: &StatsArgs) -> Result<()> {
     let report = collect(ctx, args.as_of)?;
-    if ctx.json { output::json(&report) } else {
+    if ctx.json {
+        output::json(&report)
+    } else {
         print_human(&report);
         Ok(())
     }

@@ -1,0 +1,58 @@
+use crate::Carelens;
+
+#[test]
+fn unknown_arguments_are_usage_errors() {
+    let c = Carelens::new();
+    let err = c.fails(&["generate", "--bogus"], 2);
+    assert!(err.contains("unexpected argument '--bogus'"), "{err}");
+    assert!(err.contains("Usage:"), "{err}");
+    let err = c.fails(&["frobnicate"], 2);
+    assert!(err.contains("unrecognized subcommand 'frobnicate'"), "{err}");
+    let err = c.fails(&["generate", "--patients", "0"], 2);
+    assert!(err.contains("--patients"), "{err}");
+    let err = c.fails(&["generate", "--as-of", "2026-13-01"], 2);
+    assert!(err.contains("--as-of"), "{err}");
+}
+
+#[test]
+fn unwritable_data_dir_says_what_to_do() {
+    let c = Carelens::new();
+    let file = c.dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("data");
+    let err = c.fails(&["stats", "--data-dir", bad.to_str().unwrap()], 1);
+    assert!(err.contains(&format!("cannot use data directory {}", bad.display())), "{err}");
+    assert!(err.contains("choose a writable directory with --data-dir or CARELENS_DATA_DIR"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "nothing else damaged");
+}
+
+#[test]
+fn newer_schema_is_refused_untouched() {
+    let c = Carelens::new();
+    c.ok(&["generate", "--patients", "20"]);
+    let db = c.data_dir().join("carelens.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        // Fold the WAL into the file so the comparison below sees everything.
+        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let err = c.fails(&["stats"], 1);
+    assert!(err.contains("written by a newer carelens (schema version 999"), "{err}");
+    assert!(err.contains("upgrade carelens or point --data-dir elsewhere"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+#[test]
+fn corrupted_store_is_refused_untouched() {
+    let c = Carelens::new();
+    std::fs::create_dir_all(c.data_dir()).unwrap();
+    let db = c.data_dir().join("carelens.sqlite");
+    let junk: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&db, &junk).unwrap();
+    let err = c.fails(&["demo", "--no-serve"], 1);
+    assert!(err.contains("is not a readable carelens database"), "{err}");
+    assert!(err.contains("restore it from a backup"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), junk);
+}

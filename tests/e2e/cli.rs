@@ -1,0 +1,51 @@
+use crate::Carelens;
+
+#[test]
+fn help_explains_every_command() {
+    let c = Carelens::new();
+    let help = c.ok(&["--help"]);
+    for word in ["demo", "generate", "stats", "--data-dir", "--json", "CARELENS_DATA_DIR"] {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+    let gen_help = c.ok(&["generate", "--help"]);
+    for word in ["--patients", "--seed", "--as-of", "same population"] {
+        assert!(gen_help.contains(word), "generate --help lacks {word}:\n{gen_help}");
+    }
+    assert!(c.ok(&["demo", "--help"]).contains("--no-serve"));
+    assert!(c.ok(&["--version"]).starts_with("carelens "));
+}
+
+#[test]
+fn demo_runs_then_reuses_its_population() {
+    let c = Carelens::new();
+    let first = c.json(&["demo", "--no-serve", "--patients", "400"]);
+    assert_eq!(first["population"]["reused"], false);
+    assert_eq!(first["population"]["summary"]["patients"], 400);
+    assert_eq!(first["stats"]["counts"]["patients"], 400);
+    assert_eq!(first["serve"], "skipped (--no-serve)");
+    let second = c.json(&["demo", "--no-serve"]);
+    assert_eq!(second["population"]["reused"], true);
+    assert_eq!(second["population"]["summary"]["hash"], first["population"]["summary"]["hash"]);
+    // Human output goes to stdout, tells what happened.
+    let text = c.ok(&["demo", "--no-serve"]);
+    assert!(text.contains("Population already in") && text.contains("Conditions"), "{text}");
+}
+
+#[test]
+fn stats_on_an_empty_store_says_what_to_do() {
+    let c = Carelens::new();
+    let text = c.ok(&["stats"]);
+    assert!(text.contains("The store is empty. Run `carelens demo`"), "{text}");
+    let json = c.json(&["stats"]);
+    assert_eq!(json["counts"]["patients"], 0);
+}
+
+#[test]
+fn data_dir_flag_beats_the_environment() {
+    let c = Carelens::new();
+    let elsewhere = c.dir.path().join("elsewhere");
+    let out = c.json(&["generate", "--patients", "50", "--data-dir", elsewhere.to_str().unwrap()]);
+    assert_eq!(out["data_dir"], elsewhere.to_str().unwrap());
+    assert!(elsewhere.join("carelens.sqlite").is_file());
+    assert!(!c.data_dir().join("carelens.sqlite").exists());
+}
