@@ -12,6 +12,8 @@ fn unknown_arguments_are_usage_errors() {
     assert!(err.contains("--patients"), "{err}");
     let err = c.fails(&["generate", "--as-of", "2026-13-01"], 2);
     assert!(err.contains("--as-of"), "{err}");
+    let err = c.fails(&["generate", "--as-of", "2999-01-01"], 1);
+    assert!(err.contains("--as-of 2999-01-01 is in the future"), "{err}");
 }
 
 #[test]

@@ -170,6 +170,13 @@ fn dry_run(ctx: &Context, config: &Config) -> Result<GenerateReport> {
 }
 
 pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<()> {
+    let today = chrono::Utc::now().date_naive();
+    if args.as_of > today {
+        bail!(
+            "--as-of {} is in the future; histories end on the generation date, so use {today} or earlier",
+            args.as_of
+        );
+    }
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let config = Config { seed: args.seed, patients: args.patients, as_of: args.as_of, threads };
     let report = if args.dry_run { dry_run(ctx, &config)? } else { generate(ctx, &config)? };
