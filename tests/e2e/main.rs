@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod cli;
+mod crash;
 mod generate;
 mod privacy;
 
