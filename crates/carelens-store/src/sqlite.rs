@@ -12,6 +12,7 @@ use carelens_domain::{
     HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -258,78 +259,77 @@ fn write_appointment(tx: &Transaction<'_>, a: &Appointment) -> Result<()> {
     Ok(())
 }
 
+/// Runs `sql` once per item with the parameters `bind` gives it (one cached statement).
+fn upsert_all<T, const N: usize>(
+    conn: &Connection,
+    sql: &str,
+    items: &[T],
+    bind: impl Fn(&T) -> Result<[Value; N]>,
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut st = conn.prepare_cached(sql).map_err(db)?;
+    for item in items {
+        st.execute(rusqlite::params_from_iter(bind(item)?)).map_err(db)?;
+    }
+    Ok(())
+}
+
+fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+/// `(id, <owner>, body)` tables keyed by id: reviews, schedule rules, consents, documents.
+fn owned_upsert(table: &str, owner: &str) -> String {
+    format!(
+        "INSERT INTO {table} (id, {owner}, body) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET {owner} = ?2, body = ?3"
+    )
+}
+
 fn write_batch(tx: &Transaction<'_>, b: &WriteBatch) -> Result<()> {
-    {
-        let mut st = tx
-            .prepare_cached("INSERT INTO patients (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = ?2")
-            .map_err(db)?;
-        for p in &b.patients {
-            st.execute(params![p.id.as_str(), to_json(p)?]).map_err(db)?;
-        }
-    }
-    {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT INTO history (id, patient_id, category, date, code, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET patient_id = ?2, category = ?3, date = ?4, code = ?5, body = ?6",
-            )
-            .map_err(db)?;
-        for e in &b.history {
-            st.execute(params![
-                e.id.to_string(),
-                e.patient.as_str(),
-                e.category().as_str(),
-                e.date.to_string(),
-                e.code(),
-                to_json(e)?
+    upsert_all(
+        tx,
+        "INSERT INTO patients (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = ?2",
+        &b.patients,
+        |p| Ok([text(p.id.as_str()), text(to_json(p)?)]),
+    )?;
+    upsert_all(
+        tx,
+        "INSERT INTO history (id, patient_id, category, date, code, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET patient_id = ?2, category = ?3, date = ?4, code = ?5, body = ?6",
+        &b.history,
+        |e| {
+            Ok([
+                text(e.id.to_string()),
+                text(e.patient.as_str()),
+                text(e.category().as_str()),
+                text(e.date.to_string()),
+                e.code().map_or(Value::Null, text),
+                text(to_json(e)?),
             ])
-            .map_err(db)?;
-        }
-    }
-    {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT INTO ground_truth (patient_id, condition, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (patient_id, condition) DO UPDATE SET body = ?3",
-            )
-            .map_err(db)?;
-        for g in &b.ground_truth {
-            st.execute(params![g.patient.as_str(), g.condition.as_str(), to_json(g)?]).map_err(db)?;
-        }
-    }
-    {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT INTO providers (id, specialty, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET specialty = ?2, body = ?3",
-            )
-            .map_err(db)?;
-        for p in &b.providers {
-            st.execute(params![p.id.as_str(), p.specialty.as_str(), to_json(p)?]).map_err(db)?;
-        }
-    }
-    {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT INTO reviews (id, provider_id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET provider_id = ?2, body = ?3",
-            )
-            .map_err(db)?;
-        for r in &b.reviews {
-            st.execute(params![r.id.to_string(), r.provider.as_str(), to_json(r)?]).map_err(db)?;
-        }
-    }
-    {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT INTO schedule_rules (id, provider_id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET provider_id = ?2, body = ?3",
-            )
-            .map_err(db)?;
-        for r in &b.schedule_rules {
-            st.execute(params![r.id.to_string(), r.provider.as_str(), to_json(r)?]).map_err(db)?;
-        }
-    }
+        },
+    )?;
+    upsert_all(
+        tx,
+        "INSERT INTO ground_truth (patient_id, condition, body) VALUES (?1, ?2, ?3)
+         ON CONFLICT (patient_id, condition) DO UPDATE SET body = ?3",
+        &b.ground_truth,
+        |g| Ok([text(g.patient.as_str()), text(g.condition.as_str()), text(to_json(g)?)]),
+    )?;
+    upsert_all(
+        tx,
+        "INSERT INTO providers (id, specialty, body) VALUES (?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET specialty = ?2, body = ?3",
+        &b.providers,
+        |p| Ok([text(p.id.as_str()), text(p.specialty.as_str()), text(to_json(p)?)]),
+    )?;
+    upsert_all(tx, &owned_upsert("reviews", "provider_id"), &b.reviews, |r| {
+        Ok([text(r.id.to_string()), text(r.provider.as_str()), text(to_json(r)?)])
+    })?;
+    upsert_all(tx, &owned_upsert("schedule_rules", "provider_id"), &b.schedule_rules, |r| {
+        Ok([text(r.id.to_string()), text(r.provider.as_str()), text(to_json(r)?)])
+    })?;
     for a in &b.appointments {
         write_appointment(tx, a)?;
     }
@@ -608,14 +608,9 @@ impl Store for SqliteStore {
         validate("consent", grant.id, grant)?;
         let g = grant.clone();
         self.with_conn(move |c| {
-            c.prepare_cached(
-                "INSERT INTO consents (id, patient_id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET patient_id = ?2, body = ?3",
-            )
-            .map_err(db)?
-            .execute(params![g.id.to_string(), g.patient.as_str(), to_json(&g)?])
-            .map_err(db)?;
-            Ok(())
+            upsert_all(c, &owned_upsert("consents", "patient_id"), &[g], |g| {
+                Ok([text(g.id.to_string()), text(g.patient.as_str()), text(to_json(g)?)])
+            })
         })
         .await
     }
@@ -684,14 +679,9 @@ impl Store for SqliteStore {
         validate("document", doc.id, doc)?;
         let d = doc.clone();
         self.with_conn(move |c| {
-            c.prepare_cached(
-                "INSERT INTO documents (id, patient_id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET patient_id = ?2, body = ?3",
-            )
-            .map_err(db)?
-            .execute(params![d.id.to_string(), d.patient.as_str(), to_json(&d)?])
-            .map_err(db)?;
-            Ok(())
+            upsert_all(c, &owned_upsert("documents", "patient_id"), &[d], |d| {
+                Ok([text(d.id.to_string()), text(d.patient.as_str()), text(to_json(d)?)])
+            })
         })
         .await
     }

@@ -150,6 +150,11 @@ impl Ctx<'_> {
         self.push(start, HistoryKind::Medication(m));
     }
 
+    fn procedure(&mut self, date: NaiveDate, kind: ProcedureKind, ops_code: &str, display: &str) {
+        let procedure = Procedure { kind, ops_code: Some(ops_code.into()), display: display.into() };
+        self.push(date, HistoryKind::Procedure(procedure));
+    }
+
     fn imaging(&mut self, date: NaiveDate, modality: Modality, body_part: BodyPart, description: &str) {
         let uid =
             format!("2.25.{}", u128::from(mix(&[self.cfg.seed, self.index, self.entries.len() as u64])) << 32 | 1);
@@ -445,14 +450,7 @@ fn coronary(ctx: &mut Ctx<'_>, age: u32) {
     ctx.medication("B01AC06", "Acetylsalicylic acid", 100.0, "mg", "1-0-0", onset, None);
     ctx.medication("C10AA05", "Atorvastatin", 40.0, "mg", "0-0-1", onset, None);
     if ctx.rng.chance(0.35) {
-        ctx.push(
-            onset,
-            HistoryKind::Procedure(Procedure {
-                kind: ProcedureKind::Surgery,
-                ops_code: Some("8-837".into()),
-                display: "Percutaneous coronary intervention with stent".into(),
-            }),
-        );
+        ctx.procedure(onset, ProcedureKind::Surgery, "8-837", "Percutaneous coronary intervention with stent");
         let t = ctx.rng.normal_in(2.0, 1.5, 0.1, 20.0);
         ctx.obs(onset, "10839-9", t);
     }
@@ -603,13 +601,11 @@ fn pregnancy(ctx: &mut Ctx<'_>, age: u32) {
         }
         let caesarean = ctx.rng.chance(0.3);
         ctx.dx(birth_day, if caesarean { "O82" } else { "O80" }, "Delivery", ClinicalStatus::Resolved);
-        ctx.push(
+        ctx.procedure(
             birth_day,
-            HistoryKind::Procedure(Procedure {
-                kind: ProcedureKind::Childbirth,
-                ops_code: Some(if caesarean { "5-749" } else { "9-260" }.into()),
-                display: if caesarean { "Caesarean section" } else { "Spontaneous vaginal delivery" }.into(),
-            }),
+            ProcedureKind::Childbirth,
+            if caesarean { "5-749" } else { "9-260" },
+            if caesarean { "Caesarean section" } else { "Spontaneous vaginal delivery" },
         );
     } else if ctx.rng.chance(p_birth * 0.75) {
         // Pregnant now.
@@ -653,25 +649,11 @@ fn fracture(ctx: &mut Ctx<'_>, age: u32, female: bool) {
         if hip {
             ctx.dx(d, "S72.00", "Fracture of neck of femur", ClinicalStatus::Resolved);
             ctx.imaging(d, Modality::XRay, BodyPart::Hip, "X-ray pelvis/hip: femoral neck fracture");
-            ctx.push(
-                d,
-                HistoryKind::Procedure(Procedure {
-                    kind: ProcedureKind::Surgery,
-                    ops_code: Some("5-820".into()),
-                    display: "Hip arthroplasty".into(),
-                }),
-            );
+            ctx.procedure(d, ProcedureKind::Surgery, "5-820", "Hip arthroplasty");
         } else if ctx.rng.chance(0.6) {
             ctx.dx(d, "S52.50", "Fracture of lower end of radius", ClinicalStatus::Resolved);
             ctx.imaging(d, Modality::XRay, BodyPart::Wrist, "X-ray wrist: distal radius fracture");
-            ctx.push(
-                d,
-                HistoryKind::Procedure(Procedure {
-                    kind: ProcedureKind::Procedure,
-                    ops_code: Some("8-310".into()),
-                    display: "Cast immobilisation".into(),
-                }),
-            );
+            ctx.procedure(d, ProcedureKind::Procedure, "8-310", "Cast immobilisation");
         } else {
             ctx.dx(d, "S82.60", "Fracture of lateral malleolus", ClinicalStatus::Resolved);
             ctx.imaging(d, Modality::XRay, BodyPart::Foot, "X-ray ankle: lateral malleolus fracture");
