@@ -69,7 +69,9 @@ pub struct Summary {
     pub ground_truth: u64,
     pub appointments: u64,
     pub reviews: u64,
-    /// SHA-256 over the canonical JSON of every generated record, in order.
+    /// SHA-256 over every generated record in generation order: schedule rules, then per
+    /// patient the digest of its own records' canonical JSON followed by its appointments and
+    /// reviews, then the providers with their final ratings. Independent of threads and chunking.
     pub hash: String,
 }
 
@@ -81,33 +83,46 @@ fn hash_json<T: Serialize>(h: &mut Sha256, v: &T) {
     }
 }
 
+/// A worker's output: patients with the digest of each one's own records.
 struct PatientChunk {
-    bundles: Vec<patient::PatientBundle>,
-    digest: [u8; 32],
+    bundles: Vec<(patient::PatientBundle, [u8; 32])>,
 }
 
-fn make_chunk(cfg: &Config, chunk: u64) -> PatientChunk {
-    let start = chunk * CHUNK_PATIENTS;
-    let end = (start + CHUNK_PATIENTS).min(cfg.patients);
-    let bundles: Vec<_> = (start..end).map(|i| patient::generate(cfg, i)).collect();
-    let mut h = Sha256::new();
-    for b in &bundles {
-        hash_json(&mut h, &b.patient);
-        for e in &b.history {
-            hash_json(&mut h, e);
-        }
-        for t in &b.truth {
-            hash_json(&mut h, t);
-        }
-    }
-    PatientChunk { bundles, digest: h.finalize().into() }
+fn make_chunk(cfg: &Config, chunk: u64, size: u64) -> PatientChunk {
+    let start = chunk * size;
+    let end = (start + size).min(cfg.patients);
+    let bundles = (start..end)
+        .map(|i| {
+            let b = patient::generate(cfg, i);
+            let mut h = Sha256::new();
+            hash_json(&mut h, &b.patient);
+            for e in &b.history {
+                hash_json(&mut h, e);
+            }
+            for t in &b.truth {
+                hash_json(&mut h, t);
+            }
+            (b, h.finalize().into())
+        })
+        .collect();
+    PatientChunk { bundles }
 }
 
 /// Generates the population described by `cfg`, handing it to `sink` chunk by chunk: first
 /// providers and their schedules, then patients in order, then providers again with the
 /// ratings their reviews produced. Memory stays bounded by a few chunks. Stops at the first
 /// error `sink` returns.
-pub fn generate<E: Send>(cfg: &Config, mut sink: impl FnMut(Chunk) -> Result<(), E>) -> Result<Summary, E> {
+pub fn generate<E: Send>(cfg: &Config, sink: impl FnMut(Chunk) -> Result<(), E>) -> Result<Summary, E> {
+    generate_chunked(cfg, CHUNK_PATIENTS, sink)
+}
+
+/// [`generate`] with `chunk` patients per chunk; the population and hash do not depend on it.
+fn generate_chunked<E: Send>(
+    cfg: &Config,
+    chunk_size: u64,
+    mut sink: impl FnMut(Chunk) -> Result<(), E>,
+) -> Result<Summary, E> {
+    let chunk_size = chunk_size.max(1);
     let mut hasher = Sha256::new();
     let mut gen_providers = providers::generate(cfg.seed, cfg.patients, cfg.as_of - chrono::Days::new(3 * 365));
     let schedule_rules: Vec<ScheduleRule> = gen_providers.iter().flat_map(|p| p.rules.clone()).collect();
@@ -133,7 +148,7 @@ pub fn generate<E: Send>(cfg: &Config, mut sink: impl FnMut(Chunk) -> Result<(),
     })?;
 
     let mut booker = appointments::Booker::new(cfg, &gen_providers);
-    let n_chunks = cfg.patients.div_ceil(CHUNK_PATIENTS);
+    let n_chunks = cfg.patients.div_ceil(chunk_size);
     let threads = cfg.threads.max(1);
     let ahead = 2 * threads as u64;
     let next = AtomicU64::new(0);
@@ -159,7 +174,7 @@ pub fn generate<E: Send>(cfg: &Config, mut sink: impl FnMut(Chunk) -> Result<(),
                             done = progressed.wait(done).unwrap_or_else(std::sync::PoisonError::into_inner);
                         }
                     }
-                    if stop.load(Ordering::Relaxed) || tx.send((c, make_chunk(cfg, c))).is_err() {
+                    if stop.load(Ordering::Relaxed) || tx.send((c, make_chunk(cfg, c, chunk_size))).is_err() {
                         return;
                     }
                 }
@@ -171,9 +186,9 @@ pub fn generate<E: Send>(cfg: &Config, mut sink: impl FnMut(Chunk) -> Result<(),
         'recv: for (c, chunk) in rx.iter() {
             pending.insert(c, chunk);
             while let Some(chunk) = pending.remove(&expect) {
-                hasher.update(chunk.digest);
                 let mut out = Chunk::default();
-                for b in chunk.bundles {
+                for (b, digest) in chunk.bundles {
+                    hasher.update(digest);
                     let (appts, reviews) = booker.book(&b);
                     for a in &appts {
                         hash_json(&mut hasher, a);

@@ -40,6 +40,16 @@ fn same_seed_same_population_whatever_the_threads() {
 }
 
 #[test]
+fn hash_does_not_depend_on_chunking() {
+    let config = cfg(11, 1200, 2);
+    let hash = |chunk| generate_chunked(&config, chunk, |_| Ok::<_, ()>(())).unwrap().hash;
+    let reference = hash(CHUNK_PATIENTS);
+    assert_eq!(hash(7), reference);
+    assert_eq!(hash(500), reference);
+    assert_eq!(hash(1200), reference);
+}
+
+#[test]
 fn sink_errors_stop_generation() {
     let mut calls = 0;
     let err = generate(&cfg(1, 5000, 2), |_| {
