@@ -8,6 +8,7 @@ mod error;
 mod local;
 mod mongo;
 mod objects;
+mod s3;
 mod sqlite;
 mod store;
 
@@ -18,5 +19,6 @@ pub use error::{Result, StoreError};
 pub use local::LocalObjects;
 pub use mongo::MongoStore;
 pub use objects::ObjectStore;
+pub use s3::{MULTIPART_THRESHOLD, S3Config, S3Objects};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};

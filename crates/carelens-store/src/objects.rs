@@ -1,3 +1,6 @@
+use std::path::Path;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use carelens_domain::ObjectKey;
 
@@ -22,6 +25,14 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Removes `key`; removing an absent key is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
 
+    /// Streams the object under `key` into the file `dest` (bounded memory), verifying its
+    /// content address on the way; returns the number of bytes written.
+    async fn copy_to(&self, key: &ObjectKey, dest: &Path) -> Result<u64>;
+
     /// Keys starting with `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>>;
+
+    /// A URL that lets a browser GET the object directly for `expires`, when the backend can
+    /// issue one (S3); `None` means "serve it through carelens".
+    async fn presigned_get(&self, key: &ObjectKey, expires: Duration) -> Result<Option<String>>;
 }
