@@ -280,10 +280,10 @@ impl ObjectStore for S3Objects {
             .map_err(|e| StoreError::Backend { backend: BACKEND, message: format!("reading object {key}: {e}") })?
             .into_bytes()
             .to_vec();
-        if let Some(expected) = Self::expected_digest(key) {
-            if hex::encode(Sha256::digest(&bytes)) != expected {
-                return Err(StoreError::Damaged { key: key.to_string() });
-            }
+        if let Some(expected) = Self::expected_digest(key)
+            && hex::encode(Sha256::digest(&bytes)) != expected
+        {
+            return Err(StoreError::Damaged { key: key.to_string() });
         }
         Ok(bytes)
     }
@@ -311,11 +311,11 @@ impl ObjectStore for S3Objects {
             written += chunk.len() as u64;
         }
         file.sync_all().map_err(io)?;
-        if let Some(expected) = Self::expected_digest(key) {
-            if hex::encode(hasher.finalize()) != expected {
-                let _ = std::fs::remove_file(dest);
-                return Err(StoreError::Damaged { key: key.to_string() });
-            }
+        if let Some(expected) = Self::expected_digest(key)
+            && hex::encode(hasher.finalize()) != expected
+        {
+            let _ = std::fs::remove_file(dest);
+            return Err(StoreError::Damaged { key: key.to_string() });
         }
         Ok(written)
     }
@@ -350,10 +350,10 @@ impl ObjectStore for S3Objects {
                 .await
                 .map_err(|e| self.fail("listing objects", e))?;
             for obj in page.contents() {
-                if let Some(k) = obj.key().and_then(|k| k.strip_prefix(&self.prefix)) {
-                    if let Ok(key) = k.parse::<ObjectKey>() {
-                        out.push(key);
-                    }
+                if let Some(k) = obj.key().and_then(|k| k.strip_prefix(&self.prefix))
+                    && let Ok(key) = k.parse::<ObjectKey>()
+                {
+                    out.push(key);
                 }
             }
             token = page.next_continuation_token().map(str::to_owned);
