@@ -367,14 +367,9 @@ fn slot_conflict(a: &Appointment) -> StoreError {
     }
 }
 
-#[async_trait]
-impl Store for MongoStore {
-    fn backend(&self) -> &'static str {
-        BACKEND
-    }
-
-    async fn apply(&self, b: WriteBatch) -> Result<()> {
-        crate::sqlite::validate_batch(&b)?;
+impl MongoStore {
+    /// Writes `b` in one transaction, retrying transient failures.
+    async fn apply_atomic(&self, b: WriteBatch) -> Result<()> {
         let mut docs: Vec<(&Shape, Vec<Document>)> = Vec::new();
         docs.push((
             &PATIENTS,
@@ -417,12 +412,32 @@ impl Store for MongoStore {
                 Err(WriteErr::Mongo(e)) => {
                     return Err(backend(
                         &self.location,
-                        "batch write failed (nothing was committed; safe to retry)",
+                        "batch write failed (this transaction was not committed and no patient is half-written; retrying the batch is safe)",
                         &e,
                     ));
                 }
             }
         }
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn apply(&self, b: WriteBatch) -> Result<()> {
+        crate::sqlite::validate_batch(&b)?;
+        if b.len() <= WriteBatch::ATOMIC_RECORDS {
+            return self.apply_atomic(b).await;
+        }
+        // Too large for one transaction on a modest WiredTiger cache (error 388,
+        // TransactionTooLargeForCache): commit whole patients per transaction.
+        for part in b.split_by_patient(WriteBatch::ATOMIC_RECORDS) {
+            self.apply_atomic(part).await?;
+        }
+        Ok(())
     }
 
     async fn get_patient(&self, id: &HealthId) -> Result<Option<Patient>> {
@@ -719,6 +734,104 @@ mod tests {
             async move { Arc::new(MongoStore::connect(&url).await.unwrap()) as Arc<dyn Store> }
         })
         .await;
+    }
+
+    /// Retries `f` for up to 60 s while the server comes back.
+    async fn eventually<T, F, Fut>(mut f: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match f().await {
+                Ok(v) => return v,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("server did not come back: {e}"),
+            }
+        }
+    }
+
+    fn population(patients: u64) -> crate::WriteBatch {
+        let cfg =
+            carelens_synth::Config { seed: 3, patients, as_of: carelens_synth::Config::default_as_of(), threads: 2 };
+        let mut b = crate::WriteBatch::default();
+        carelens_synth::generate(&cfg, |c| {
+            b.patients.extend(c.patients);
+            b.history.extend(c.history);
+            b.ground_truth.extend(c.ground_truth);
+            b.appointments.extend(c.appointments);
+            b.reviews.extend(c.reviews);
+            b.providers = c.providers;
+            b.schedule_rules.extend(c.schedule_rules);
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        b
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn survives_restarts_and_a_kill_mid_batch() {
+        let Some(mut server) = carelens_testkit::MongoServer::start().await else { return };
+        // A short server-selection timeout keeps the dead-server phase quick.
+        let store =
+            MongoStore::connect(&format!("{}&serverSelectionTimeoutMS=1000", server.url("faults"))).await.unwrap();
+
+        // Reconnect after the server restarts.
+        store.set_meta("k", "before restart").await.unwrap();
+        server.restart().await;
+        let v = eventually(|| store.get_meta("k")).await;
+        assert_eq!(v.as_deref(), Some("before restart"));
+
+        // Kill the server while a large batch is being written: afterwards the batch is either
+        // all there or not there at all, and retrying it lands it exactly once.
+        let batch = population(2500);
+        let (patients, entries) = (batch.patients.len() as u64, batch.history.len() as u64);
+        let writer = {
+            let (store, batch) = (store.clone(), batch.clone());
+            tokio::spawn(async move { store.apply(batch).await })
+        };
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let t0 = std::time::Instant::now();
+        server.kill();
+        let outcome = writer.await.unwrap();
+        eprintln!("writer returned {:?} after the kill", t0.elapsed());
+        eprintln!("batch outcome when killed: {:?}", outcome.as_ref().map_err(ToString::to_string));
+        server.restart().await;
+        // Every patient present is complete: all of its history is there.
+        let mut expected: std::collections::HashMap<&HealthId, usize> = std::collections::HashMap::new();
+        for e in &batch.history {
+            *expected.entry(&e.patient).or_default() += 1;
+        }
+        let stored = eventually(|| store.list_patients(PageRequest::first(10_000))).await.items;
+        let all = HistoryFilter::default();
+        for p in &stored {
+            let h = eventually(|| store.history(&p.id, &all)).await;
+            assert_eq!(h.len(), expected.get(&p.id).copied().unwrap_or(0), "patient {} is half-written", p.id);
+        }
+        eprintln!(
+            "after the kill: {} of {patients} patients committed, each complete ({:?})",
+            stored.len(),
+            t0.elapsed()
+        );
+        eventually(|| store.apply(batch.clone())).await;
+        let c = eventually(|| store.counts()).await;
+        assert_eq!((c.patients, c.history_entries), (patients, entries));
+    }
+
+    #[tokio::test]
+    async fn unreachable_servers_and_bad_urls_are_named() {
+        let port = carelens_testkit::free_port();
+        let url = format!("mongodb://alice:topsecret@127.0.0.1:{port}/care?serverSelectionTimeoutMS=500");
+        let err = MongoStore::connect(&url).await.unwrap_err().to_string();
+        assert!(err.contains("cannot reach MongoDB"), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(!err.contains("topsecret"), "credentials leaked: {err}");
+        let err = MongoStore::connect("mongodb://").await.unwrap_err().to_string();
+        assert!(err.contains("invalid MongoDB URL"), "{err}");
     }
 
     #[test]

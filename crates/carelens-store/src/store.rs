@@ -49,6 +49,12 @@ impl HistoryFilter {
 
 /// Writes that land together or not at all. Items are upserted by id, except appointments,
 /// which additionally must not take a slot another appointment holds.
+///
+/// Atomicity: a batch of at most [`WriteBatch::ATOMIC_RECORDS`] records always commits as a
+/// whole. Larger batches may be committed by a backend with transaction-size limits (MongoDB)
+/// as several transactions that each hold *whole patients* ([`WriteBatch::split_by_patient`]):
+/// a failure then leaves every patient either complete or absent, never half-written, and
+/// retrying the same batch is safe because every write is an upsert by id.
 #[derive(Debug, Clone, Default)]
 pub struct WriteBatch {
     pub patients: Vec<Patient>,
@@ -61,6 +67,49 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// Batches up to this many records are always one transaction on every backend.
+    pub const ATOMIC_RECORDS: usize = 8_000;
+
+    /// Splits into batches of about `max_records` records (more if one patient alone has
+    /// more), never separating one patient's records. Records are grouped by the patient they
+    /// belong to (reviews and appointments by their patient); providers and schedule rules go
+    /// into the first batch.
+    pub fn split_by_patient(self, max_records: usize) -> Vec<WriteBatch> {
+        use std::collections::BTreeMap;
+        let mut by_patient: BTreeMap<HealthId, WriteBatch> = BTreeMap::new();
+        for p in self.patients {
+            by_patient.entry(p.id.clone()).or_default().patients.push(p);
+        }
+        for e in self.history {
+            by_patient.entry(e.patient.clone()).or_default().history.push(e);
+        }
+        for g in self.ground_truth {
+            by_patient.entry(g.patient.clone()).or_default().ground_truth.push(g);
+        }
+        for a in self.appointments {
+            by_patient.entry(a.patient.clone()).or_default().appointments.push(a);
+        }
+        for r in self.reviews {
+            by_patient.entry(r.patient.clone()).or_default().reviews.push(r);
+        }
+        let mut out =
+            vec![WriteBatch { providers: self.providers, schedule_rules: self.schedule_rules, ..Default::default() }];
+        for (_, group) in by_patient {
+            let last = out.last_mut().expect("at least one batch");
+            if !last.is_empty() && last.len() + group.len() > max_records {
+                out.push(group);
+            } else {
+                last.patients.extend(group.patients);
+                last.history.extend(group.history);
+                last.ground_truth.extend(group.ground_truth);
+                last.appointments.extend(group.appointments);
+                last.reviews.extend(group.reviews);
+            }
+        }
+        out.retain(|b| !b.is_empty());
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.patients.is_empty()
             && self.history.is_empty()
@@ -175,4 +224,33 @@ pub trait Store: Send + Sync + 'static {
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
 
     async fn counts(&self) -> Result<StoreCounts>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::fixtures::*;
+
+    #[test]
+    fn splitting_never_separates_a_patient() {
+        let patients: Vec<Patient> = (0..10).map(patient).collect();
+        let mut history = Vec::new();
+        for (i, p) in patients.iter().enumerate() {
+            for k in 0..(i + 1) {
+                history.push(diagnosis((i * 100 + k) as u128, &p.id, date(2020, 1, 1), "I10"));
+            }
+        }
+        let batch = WriteBatch { patients, history, providers: vec![provider(1)], ..Default::default() };
+        let total = batch.len();
+        let parts = batch.split_by_patient(7);
+        assert!(parts.len() > 3, "{}", parts.len());
+        assert_eq!(parts.iter().map(WriteBatch::len).sum::<usize>(), total);
+        assert_eq!(parts[0].providers.len(), 1);
+        for part in &parts {
+            let ids: std::collections::HashSet<_> = part.patients.iter().map(|p| &p.id).collect();
+            assert!(part.history.iter().all(|e| ids.contains(&e.patient)), "history split from its patient");
+            // Over the limit only when a single patient needs it.
+            assert!(part.len() <= 7 || part.patients.len() == 1 || !part.providers.is_empty());
+        }
+    }
 }
