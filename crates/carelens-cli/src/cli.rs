@@ -28,6 +28,17 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = env::CARELENS_DATA_DIR, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Document store: sqlite:///path/carelens.sqlite or mongodb://[user:pw@]host[:port]/db
+    /// [default: sqlite://<data-dir>/carelens.sqlite]
+    #[arg(long, global = true, env = env::CARELENS_STORE, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Object store for originals and derived files: file:///path or
+    /// s3://bucket[/prefix]?endpoint=URL&region=R (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY) [default: file://<data-dir>/objects]
+    #[arg(long, global = true, env = env::CARELENS_OBJECTS, value_name = "URL")]
+    pub objects: Option<String>,
+
     /// Print the result as one JSON document on stdout (logs and progress stay on stderr)
     #[arg(long, global = true)]
     pub json: bool,

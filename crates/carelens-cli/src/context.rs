@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use carelens_store::{LocalObjects, ObjectStore, SqliteStore, Store};
+use carelens_store::{ObjectStore, Store, open_objects, open_store, redact_url};
 
 use crate::env;
 
@@ -13,6 +13,9 @@ pub const STORE_FILE: &str = "carelens.sqlite";
 
 pub struct Context {
     pub data_dir: PathBuf,
+    /// Where the store and objects are, for messages (credentials removed).
+    pub store_location: String,
+    pub objects_location: String,
     pub store: Arc<dyn Store>,
     #[allow(dead_code)] // used by the imaging and records commands of later issues
     pub objects: Arc<dyn ObjectStore>,
@@ -48,17 +51,30 @@ fn ensure_writable_dir(dir: &Path) -> Result<()> {
 }
 
 impl Context {
-    pub fn open(data_dir: Option<PathBuf>, json: bool, quiet: bool) -> Result<Self> {
+    pub fn open(
+        data_dir: Option<PathBuf>,
+        store: Option<String>,
+        objects: Option<String>,
+        json: bool,
+        quiet: bool,
+    ) -> Result<Self> {
         let data_dir = data_dir.unwrap_or_else(default_data_dir);
         ensure_writable_dir(&data_dir)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let store = SqliteStore::open(data_dir.join(STORE_FILE))?;
-        let objects = LocalObjects::open(data_dir.join("objects"))?;
-        tracing::info!(data_dir = %data_dir.display(), "opened data directory");
-        Ok(Self { data_dir, store: Arc::new(store), objects: Arc::new(objects), runtime, json, quiet })
+        let store_url = store.unwrap_or_else(|| format!("sqlite://{}", data_dir.join(STORE_FILE).display()));
+        let objects_url = objects.unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+        let (store_location, objects_location) = (redact_url(&store_url), redact_url(&objects_url));
+        let store = runtime
+            .block_on(open_store(&store_url))
+            .with_context(|| format!("cannot open the store (--store {store_location})"))?;
+        let objects = runtime
+            .block_on(open_objects(&objects_url))
+            .with_context(|| format!("cannot open the object store (--objects {objects_location})"))?;
+        tracing::info!(store = %store_location, objects = %objects_location, "opened stores");
+        Ok(Self { data_dir, store_location, objects_location, store, objects, runtime, json, quiet })
     }
 
     /// A progress bar on stderr (hidden when stderr is not a terminal or with --quiet).

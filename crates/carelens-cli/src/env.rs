@@ -7,3 +7,7 @@ pub const CARELENS_LOG: &str = "CARELENS_LOG";
 /// Used to find the default data directory.
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub const HOME: &str = "HOME";
+/// Document store URL (same as `--store`).
+pub const CARELENS_STORE: &str = "CARELENS_STORE";
+/// Object store URL (same as `--objects`).
+pub const CARELENS_OBJECTS: &str = "CARELENS_OBJECTS";

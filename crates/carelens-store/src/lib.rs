@@ -11,6 +11,7 @@ mod objects;
 mod s3;
 mod sqlite;
 mod store;
+mod url;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -18,7 +19,9 @@ pub mod conformance;
 pub use error::{Result, StoreError};
 pub use local::LocalObjects;
 pub use mongo::MongoStore;
+pub use mongo::redact_url;
 pub use objects::ObjectStore;
 pub use s3::{MULTIPART_THRESHOLD, S3Config, S3Objects};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
+pub use url::{open_objects, open_store};

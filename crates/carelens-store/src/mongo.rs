@@ -68,7 +68,7 @@ impl std::fmt::Debug for MongoStore {
 }
 
 /// `mongodb://user:pw@host/db` → `mongodb://host/db`.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
         _ => url.to_owned(),

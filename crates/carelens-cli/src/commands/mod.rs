@@ -10,7 +10,8 @@ use crate::cli::{Cli, Command};
 use crate::context::Context;
 
 pub fn run(cli: Cli) -> Result<()> {
-    let ctx = Context::open(cli.global.data_dir, cli.global.json, cli.global.quiet)?;
+    let g = cli.global;
+    let ctx = Context::open(g.data_dir, g.store, g.objects, g.json, g.quiet)?;
     match cli.command {
         Command::Demo(args) => demo::run(&ctx, &args),
         Command::Generate(args) => generate::run(&ctx, &args),

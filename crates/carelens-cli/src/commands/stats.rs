@@ -26,6 +26,9 @@ pub struct ConditionRow {
 pub struct StatsReport {
     pub data_dir: String,
     pub backend: &'static str,
+    /// The store's URL (credentials removed).
+    pub store: String,
+    pub objects: String,
     pub as_of: NaiveDate,
     pub population: Option<PopulationMeta>,
     pub counts: StoreCounts,
@@ -94,6 +97,8 @@ pub fn collect(ctx: &Context, as_of: Option<NaiveDate>) -> Result<StatsReport> {
     Ok(StatsReport {
         data_dir: ctx.data_dir.display().to_string(),
         backend: ctx.store.backend(),
+        store: ctx.store_location.clone(),
+        objects: ctx.objects_location.clone(),
         as_of,
         population,
         counts,
@@ -123,7 +128,7 @@ fn table<'a>(title: &str, rows: impl IntoIterator<Item = (&'a str, u64)>, total:
 
 pub fn print_human(r: &StatsReport) {
     let c = &r.counts;
-    outln!("carelens store at {} ({})", r.data_dir, r.backend);
+    outln!("carelens store {} ({}), objects {}", r.store, r.backend, r.objects);
     if c.patients == 0 {
         outln!("\nThe store is empty. Run `carelens demo` or `carelens generate --patients 10000` first.");
         return;

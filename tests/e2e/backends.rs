@@ -1,0 +1,79 @@
+use carelens_testkit::{MongoServer, S3Server};
+
+use crate::Carelens;
+
+/// `carelens demo` on MongoDB + S3 gives the same population and counts as on the embedded
+/// default; bad settings are named.
+#[test]
+fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(mongo) = rt.block_on(MongoServer::start()) else { return };
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("carelens-e2e");
+    let store = mongo.url("e2e");
+    let objects = format!("s3://carelens-e2e/demo?endpoint={}&region=eu-central-1", s3.endpoint());
+    let c = Carelens::new();
+    let run = |args: &[&str]| {
+        c.command()
+            .args(["--store", &store, "--objects", &objects])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &s3.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--json", "demo", "--no-serve", "--patients", "300"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let remote: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(remote["stats"]["backend"], "mongodb");
+    assert!(remote["stats"]["objects"].as_str().unwrap().starts_with("s3://carelens-e2e/demo"));
+
+    let local = Carelens::new().json(&["demo", "--no-serve", "--patients", "300"]);
+    assert_eq!(remote["population"]["summary"]["hash"], local["population"]["summary"]["hash"]);
+    for key in [
+        "patients",
+        "history_entries",
+        "appointments",
+        "providers",
+        "reviews",
+        "history_by_category",
+        "appointments_by_status",
+        "ground_truth_by_condition",
+    ] {
+        assert_eq!(remote["stats"]["counts"][key], local["stats"]["counts"][key], "{key}");
+    }
+    assert_eq!(remote["stats"]["age_bands"], local["stats"]["age_bands"]);
+
+    // Running again reuses the population stored in MongoDB.
+    let again = run(&["--json", "demo", "--no-serve"]);
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["population"]["reused"], true);
+
+    // Bad settings name the setting and say what to do.
+    let with = |store: &str, objects: &str| {
+        let out = c
+            .command()
+            .args(["--store", store, "--objects", objects, "stats"])
+            .env("AWS_ACCESS_KEY_ID", &s3.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let err = with("postgres://u:pw@h/db", &objects);
+    assert!(err.contains("--store postgres://h/db") && err.contains("unsupported scheme `postgres`"), "{err}");
+    assert!(!err.contains("pw@"), "{err}");
+    let missing = format!("s3://no-such-bucket?endpoint={}", s3.endpoint());
+    let err = with(&store, &missing);
+    assert!(err.contains("--objects") && err.contains("bucket `no-such-bucket` does not exist"), "{err}");
+    let no_creds = c
+        .command()
+        .args(["--objects", &objects, "stats"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(no_creds.stderr).unwrap();
+    assert!(err.contains("AWS_ACCESS_KEY_ID is not set"), "{err}");
+}
