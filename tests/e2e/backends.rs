@@ -77,3 +77,49 @@ fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
     let err = String::from_utf8(no_creds.stderr).unwrap();
     assert!(err.contains("AWS_ACCESS_KEY_ID is not set"), "{err}");
 }
+
+/// Embedded → MongoDB + S3 → embedded again, with identical checksums at every hop.
+#[test]
+fn migrate_round_trips_with_identical_checksums() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(mongo) = rt.block_on(MongoServer::start()) else { return };
+    let Some(s3) = S3Server::start() else { return };
+    s3.create_bucket("migrate");
+    let store = mongo.url("migrate");
+    let objects = format!("s3://migrate?endpoint={}", s3.endpoint());
+    let c = Carelens::new();
+    c.ok(&["generate", "--patients", "250", "--seed", "9"]);
+    let with_s3 = |args: &[&str]| {
+        let out = c
+            .command()
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &s3.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let there = with_s3(&["--json", "migrate", "--to-store", &store, "--to-objects", &objects]);
+    assert_eq!(there["patients"], 250);
+    assert_eq!(there["source_digest"], there["target_digest"]);
+
+    let back_db = c.dir.path().join("back.sqlite");
+    let back_objects = c.dir.path().join("back-objects");
+    let back = with_s3(&[
+        "--json",
+        "--store",
+        &store,
+        "--objects",
+        &objects,
+        "migrate",
+        "--to-store",
+        &format!("sqlite://{}", back_db.display()),
+        "--to-objects",
+        &format!("file://{}", back_objects.display()),
+    ]);
+    assert_eq!(back["target_digest"], there["source_digest"], "the round trip changed the data");
+    let stats = with_s3(&["--json", "--store", &format!("sqlite://{}", back_db.display()), "stats"]);
+    assert_eq!(stats["counts"]["patients"], 250);
+    assert_eq!(stats["population"]["seed"], 9);
+}

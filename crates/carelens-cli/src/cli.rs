@@ -73,6 +73,23 @@ pub enum Command {
     /// Show what the store holds: counts per condition, age band, region, insurance,
     /// history category and appointment status
     Stats(StatsArgs),
+
+    /// Copy everything from the current --store/--objects to other backends (e.g. embedded to
+    /// MongoDB + S3, or back) and verify both sides have the same checksum
+    ///
+    /// Safe to rerun after an interruption: every write is an upsert by id.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Target document store URL (sqlite:///… or mongodb://…)
+    #[arg(long, value_name = "URL")]
+    pub to_store: String,
+
+    /// Target object store URL (file:///… or s3://…)
+    #[arg(long, value_name = "URL")]
+    pub to_objects: String,
 }
 
 #[derive(Debug, Args)]

@@ -436,6 +436,8 @@ async fn meta_round_trip(s: Arc<dyn Store>) {
     s.set_meta("k", "v1").await.unwrap();
     s.set_meta("k", "v2").await.unwrap();
     assert_eq!(s.get_meta("k").await.unwrap().as_deref(), Some("v2"));
+    s.set_meta("a", "first").await.unwrap();
+    assert_eq!(s.list_meta().await.unwrap(), vec![("a".into(), "first".into()), ("k".into(), "v2".into())]);
 }
 
 async fn concurrent_writers(s: Arc<dyn Store>) {

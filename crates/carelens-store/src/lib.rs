@@ -11,6 +11,7 @@ mod objects;
 mod s3;
 mod sqlite;
 mod store;
+mod transfer;
 mod url;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -24,4 +25,5 @@ pub use objects::ObjectStore;
 pub use s3::{MULTIPART_THRESHOLD, S3Config, S3Objects};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
+pub use transfer::{TransferReport, copy_all, digest};
 pub use url::{open_objects, open_store};

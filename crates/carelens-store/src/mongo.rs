@@ -679,6 +679,25 @@ impl Store for MongoStore {
         Ok(())
     }
 
+    async fn list_meta(&self) -> Result<Vec<(String, String)>> {
+        let mut cursor = self
+            .db
+            .collection::<Document>("meta")
+            .find(doc! {})
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(self.err("reading meta"))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(self.err("reading meta"))? {
+            let d = cursor.deserialize_current().map_err(self.err("reading meta"))?;
+            out.push((
+                d.get_str("_id").unwrap_or_default().to_owned(),
+                d.get_str("value").unwrap_or_default().to_owned(),
+            ));
+        }
+        Ok(out)
+    }
+
     async fn counts(&self) -> Result<StoreCounts> {
         let count = |shape: &'static Shape| async move {
             self.coll(shape).count_documents(doc! {}).await.map_err(self.err(&format!("counting {}", shape.name)))

@@ -731,6 +731,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_meta(&self) -> Result<Vec<(String, String)>> {
+        self.with_conn(|c| {
+            let mut st = c.prepare("SELECT key, value FROM meta ORDER BY key").map_err(db)?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+            rows.collect::<std::result::Result<_, _>>().map_err(db)
+        })
+        .await
+    }
+
     async fn counts(&self) -> Result<StoreCounts> {
         self.with_conn(|c| {
             Ok(StoreCounts {

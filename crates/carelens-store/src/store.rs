@@ -222,6 +222,8 @@ pub trait Store: Send + Sync + 'static {
     /// Small key/value settings (population provenance, model registry pointers, …).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    /// All meta entries, sorted by key.
+    async fn list_meta(&self) -> Result<Vec<(String, String)>>;
 
     async fn counts(&self) -> Result<StoreCounts>;
 }

@@ -2,6 +2,7 @@
 
 mod demo;
 mod generate;
+mod migrate;
 mod stats;
 
 use anyhow::Result;
@@ -16,5 +17,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&ctx, &args),
         Command::Generate(args) => generate::run(&ctx, &args),
         Command::Stats(args) => stats::run(&ctx, &args),
+        Command::Migrate(args) => migrate::run(&ctx, &args),
     }
 }
