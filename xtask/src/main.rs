@@ -3,6 +3,8 @@
 //! - `test`: install the MongoDB and S3 servers (cached), build the `carelens` binary, then run
 //!   the whole test suite (what the README and `.ci/run` call).
 //! - `ci`: formatting, clippy, dependency-boundary checks, then `test`.
+//! - `bench-store [PATIENTS] [OBJECTS]`: history inserts/s and 1 MB object puts/s, embedded vs
+//!   MongoDB + S3, side by side.
 //! - `bench-generate [N]`: release build, then time population generation (N patients,
 //!   default 100 000): generation alone vs generation + SQLite writes, 1 thread vs all.
 
@@ -32,9 +34,10 @@ fn real_main() -> Result<()> {
     match task.as_str() {
         "test" => test(&root),
         "ci" => ci(&root),
+        "bench-store" => bench_store(args.collect()),
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
         _ => {
-            eprintln!("usage: cargo xtask <test | ci | bench-generate [PATIENTS]>");
+            eprintln!("usage: cargo xtask <test | ci | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>");
             bail!("unknown task `{task}`")
         }
     }
@@ -116,6 +119,9 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
 /// Each backend library may be a direct (normal or build) dependency of the named crates only;
 /// everyone else reaches it through their traits. Dev-dependencies are exempt: a test may open
 /// a store file to corrupt it.
+/// Crates that do no IO: no path to any backend library at all.
+const PURE: &[&str] = &["carelens-domain", "carelens-synth"];
+
 fn check_boundaries() -> Result<()> {
     let meta = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
     let v: serde_json::Value = serde_json::from_str(&meta)?;
@@ -134,10 +140,22 @@ fn check_boundaries() -> Result<()> {
             }
         }
     }
+    // Pure crates may not reach a backend library even transitively.
+    for pure in PURE {
+        for (lib, _) in BOUNDARIES {
+            let tree = cargo()
+                .args(["tree", "--locked", "-e", "normal,build", "-p", pure, "-i", lib])
+                .output()
+                .context("cargo tree")?;
+            if tree.status.success() && !String::from_utf8_lossy(&tree.stdout).trim().is_empty() {
+                violations.push(format!("{pure} reaches {lib} (`cargo tree -p {pure} -i {lib}`); it must do no IO"));
+            }
+        }
+    }
     if !violations.is_empty() {
         bail!("dependency boundaries broken:\n  {}", violations.join("\n  "));
     }
-    eprintln!("xtask: dependency boundaries hold ({} rules)", BOUNDARIES.len());
+    eprintln!("xtask: dependency boundaries hold ({} libraries, {} pure crates)", BOUNDARIES.len(), PURE.len());
     Ok(())
 }
 
@@ -146,6 +164,17 @@ fn ci(root: &Path) -> Result<()> {
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     check_boundaries()?;
     test(root)
+}
+
+/// History inserts/s and 1 MB object puts/s per backend (embedded vs MongoDB + S3).
+fn bench_store(args: Vec<String>) -> Result<()> {
+    let installed = servers::install()?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--locked", "--release", "-p", "carelens-store", "--example", "bench_backends", "--"])
+        .args(args)
+        .env("CARELENS_MONGOD_BIN", &installed.mongod)
+        .env("CARELENS_S3S_FS_BIN", &installed.s3s_fs);
+    run(&mut cmd)
 }
 
 fn bench_generate(root: &Path, patients: u64) -> Result<()> {
