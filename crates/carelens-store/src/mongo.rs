@@ -174,9 +174,14 @@ impl MongoStore {
         let db_name = opts.default_database.clone().unwrap_or_else(|| "carelens".into());
         let client = Client::with_options(opts).map_err(|e| backend(&location, "cannot configure client", &e))?;
         let db = client.database(&db_name);
-        db.run_command(doc! { "ping": 1 })
-            .await
-            .map_err(|e| backend(&location, "cannot reach MongoDB (check the host, port and credentials)", &e))?;
+        db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
+            let what = if matches!(e.kind.as_ref(), ErrorKind::Authentication { .. }) {
+                "MongoDB refused the credentials (check the user and password in the URL)"
+            } else {
+                "cannot reach MongoDB (check the host, port and credentials)"
+            };
+            backend(&location, what, &e)
+        })?;
         let store = Self { client, db, location };
         store.create_indexes().await?;
         Ok(store)
@@ -851,6 +856,20 @@ mod tests {
         assert!(!err.contains("topsecret"), "credentials leaked: {err}");
         let err = MongoStore::connect("mongodb://").await.unwrap_err().to_string();
         assert!(err.contains("invalid MongoDB URL"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_credentials_are_refused_without_echoing_them() {
+        let Some(server) = carelens_testkit::MongoServer::start_with_auth("carelens", "right-password").await else {
+            return;
+        };
+        let good = MongoStore::connect(&server.url("authed")).await.unwrap();
+        good.set_meta("k", "v").await.unwrap();
+        let bad = server.url("authed").replace("right-password", "wrong-password");
+        let err = MongoStore::connect(&bad).await.unwrap_err().to_string();
+        eprintln!("bad credentials: {err}");
+        assert!(err.contains("MongoDB refused the credentials (check the user and password in the URL)"), "{err}");
+        assert!(!err.contains("wrong-password") && !err.contains("right-password"), "credentials leaked: {err}");
     }
 
     #[test]

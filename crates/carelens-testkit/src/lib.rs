@@ -67,6 +67,8 @@ pub struct MongoServer {
     dir: tempfile::TempDir,
     pub port: u16,
     pub version: String,
+    /// `(user, password)` of the root user when started with [`MongoServer::start_with_auth`].
+    pub credentials: Option<(String, String)>,
 }
 
 impl MongoServer {
@@ -74,7 +76,27 @@ impl MongoServer {
     pub async fn start() -> Option<Self> {
         let bin = binary(MONGOD_BIN, "MongoDB")?;
         let dir = tempfile::tempdir().unwrap();
-        let mut server = Self { child: None, bin, dir, port: free_port(), version: String::new() };
+        let mut server = Self { child: None, bin, dir, port: free_port(), version: String::new(), credentials: None };
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// Starts a server that requires authentication, with one root user.
+    pub async fn start_with_auth(user: &str, password: &str) -> Option<Self> {
+        let bin = binary(MONGOD_BIN, "MongoDB")?;
+        let dir = tempfile::tempdir().unwrap();
+        // Replica sets with access control need a key file (owner-only permissions).
+        let key = dir.path().join("keyfile");
+        std::fs::write(&key, format!("carelensTestKey{}x{}", std::process::id(), free_port())).unwrap();
+        std::process::Command::new("chmod").arg("600").arg(&key).status().unwrap();
+        let mut server = Self {
+            child: None,
+            bin,
+            dir,
+            port: free_port(),
+            version: String::new(),
+            credentials: Some((user.to_owned(), password.to_owned())),
+        };
         server.spawn().await;
         Some(server)
     }
@@ -92,6 +114,11 @@ impl MongoServer {
             .args(["--wiredTigerCacheSizeGB", "0.25"])
             .args(["--wiredTigerEngineConfigString", "log=(file_max=10MB,prealloc=false)"])
             .args(["--setParameter", "diagnosticDataCollectionEnabled=false"])
+            .args(if self.credentials.is_some() {
+                vec!["--auth".to_owned(), "--keyFile".to_owned(), self.dir.path().join("keyfile").display().to_string()]
+            } else {
+                vec![]
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -104,8 +131,8 @@ impl MongoServer {
     /// Initiates the replica set (once) and waits until this node is primary.
     async fn initiate(&mut self) {
         let direct = format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port);
-        let client = mongodb::Client::with_uri_str(&direct).await.unwrap();
-        let admin = client.database("admin");
+        let mut client = mongodb::Client::with_uri_str(&direct).await.unwrap();
+        let mut admin = client.database("admin");
         let config = doc! { "_id": "rs0", "members": [{ "_id": 0, "host": format!("127.0.0.1:{}", self.port) }] };
         if let Err(e) = admin.run_command(doc! { "replSetInitiate": config }).await {
             // 23 = AlreadyInitialized (a restart keeps its config).
@@ -124,13 +151,31 @@ impl MongoServer {
             assert!(Instant::now() < deadline, "mongod did not become primary within 60 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        if let Some((user, password)) = self.credentials.clone() {
+            // The localhost exception allows creating the first user; later restarts log in.
+            let created = admin
+                .run_command(
+                    doc! { "createUser": &user, "pwd": &password, "roles": [{ "role": "root", "db": "admin" }] },
+                )
+                .await;
+            if let Err(e) = created {
+                let text = e.to_string();
+                assert!(text.contains("already exists") || text.contains("requires authentication"), "createUser: {e}");
+            }
+            let authed = format!("mongodb://{user}:{password}@127.0.0.1:{}/?directConnection=true", self.port);
+            client = mongodb::Client::with_uri_str(&authed).await.unwrap();
+            admin = client.database("admin");
+        }
         let info = admin.run_command(doc! { "buildInfo": 1 }).await.unwrap();
         self.version = info.get_str("version").unwrap_or("unknown").to_owned();
     }
 
-    /// A connection URL for database `db`.
+    /// A connection URL for database `db` (with the credentials, if any).
     pub fn url(&self, db: &str) -> String {
-        format!("mongodb://127.0.0.1:{}/{db}?replicaSet=rs0", self.port)
+        match &self.credentials {
+            Some((u, p)) => format!("mongodb://{u}:{p}@127.0.0.1:{}/{db}?replicaSet=rs0&authSource=admin", self.port),
+            None => format!("mongodb://127.0.0.1:{}/{db}?replicaSet=rs0", self.port),
+        }
     }
 
     /// Kills the server abruptly (SIGKILL), keeping its data.
