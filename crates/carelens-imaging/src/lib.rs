@@ -1,0 +1,37 @@
+//! carelens imaging: decode images into `f32` pixel arrays and turn them into model-ready
+//! tensors the same way at training and at inference.
+//!
+//! No network or database code lives here. Every decoder checks declared sizes against
+//! [`Limits`] *before* allocating, so a small hostile file cannot make carelens allocate
+//! gigabytes.
+
+mod error;
+mod npz;
+mod preprocess;
+mod raster;
+
+pub use error::{ImagingError, Result};
+pub use npz::{MedMnist, NpyArray, NpyDtype, read_npz};
+pub use preprocess::{Intensity, PreprocessSpec, ResizeFilter};
+pub use raster::{Image, Photometric, decode_raster};
+
+/// Hard caps applied before allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest width or height accepted.
+    pub max_dimension: u32,
+    /// Largest number of frames accepted.
+    pub max_frames: u32,
+    /// Largest decoded size in bytes.
+    pub max_decoded_bytes: u64,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits { max_dimension: 16_384, max_frames: 4_096, max_decoded_bytes: 1 << 30 };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
