@@ -43,8 +43,15 @@ fn real_main() -> Result<()> {
     }
 }
 
+/// The checkout this invocation belongs to. Read at run time (cargo sets CARGO_MANIFEST_DIR
+/// for `cargo run`), never baked in with `env!`: a persistent target dir shared by several
+/// clones may hand us an xtask binary built from another checkout.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo() -> Command {

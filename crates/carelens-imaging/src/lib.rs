@@ -5,11 +5,13 @@
 //! [`Limits`] *before* allocating, so a small hostile file cannot make carelens allocate
 //! gigabytes.
 
+mod dicom_guard;
 mod error;
 mod npz;
 mod preprocess;
 mod raster;
 
+pub use dicom_guard::{DicomScan, scan_dicom};
 pub use error::{ImagingError, Result};
 pub use npz::{MedMnist, NpyArray, NpyDtype, read_npz};
 pub use preprocess::{Intensity, PreprocessSpec, ResizeFilter};

@@ -1,0 +1,382 @@
+//! A pre-scan of DICOM Part 10 bytes that runs before any decoder: it walks the element
+//! headers without allocating, refuses declared lengths larger than what remains of the
+//! file, and checks the image geometry against [`Limits`]. This is what stops a few-KB file
+//! from making a decoder allocate gigabytes (dicom-rs reserves declared lengths up front).
+
+use std::path::{Path, PathBuf};
+
+use crate::{ImagingError, Limits, Result};
+
+const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+
+/// What the scan learned about a file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DicomScan {
+    pub transfer_syntax: String,
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    pub samples_per_pixel: u32,
+    pub bits_allocated: u32,
+    /// Length of native (uncompressed) pixel data; `None` when encapsulated or deflated.
+    pub pixel_data_bytes: Option<u64>,
+    /// Elements walked (the deflated dataset is not walked).
+    pub elements: usize,
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+    big_endian: bool,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn malformed(&self, detail: String) -> ImagingError {
+        ImagingError::Decode { path: self.path.to_path_buf(), format: "DICOM", detail }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.b.len()).ok_or_else(|| {
+            self.malformed(format!(
+                "truncated at byte {} (needed {n} more, {} left)",
+                self.pos,
+                self.b.len() - self.pos
+            ))
+        })?;
+        let b: &'a [u8] = self.b;
+        let s = &b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        let big = self.big_endian;
+        let s = self.take(2)?;
+        Ok(if big { u16::from_be_bytes([s[0], s[1]]) } else { u16::from_le_bytes([s[0], s[1]]) })
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        let big = self.big_endian;
+        let s = self.take(4)?;
+        let a = [s[0], s[1], s[2], s[3]];
+        Ok(if big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
+    }
+
+    fn remaining(&self) -> usize {
+        self.b.len() - self.pos
+    }
+}
+
+/// Tag, VR (explicit syntaxes only), declared length.
+type Header = ((u16, u16), Option<[u8; 2]>, u32);
+
+/// Reads one element header.
+fn header(c: &mut Cursor<'_>, explicit: bool) -> Result<Header> {
+    let group = c.u16()?;
+    let element = c.u16()?;
+    // Item and delimitation tags have no VR in any syntax.
+    if group == 0xFFFE {
+        return Ok(((group, element), None, c.u32()?));
+    }
+    if !explicit {
+        return Ok(((group, element), None, c.u32()?));
+    }
+    let vr_bytes = c.take(2)?;
+    let vr = [vr_bytes[0], vr_bytes[1]];
+    let long = matches!(
+        &vr,
+        b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"OV" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"SV" | b"UV"
+    );
+    let len = if long {
+        c.take(2)?;
+        c.u32()?
+    } else {
+        u32::from(c.u16()?)
+    };
+    Ok(((group, element), Some(vr), len))
+}
+
+fn us_value(c: &Cursor<'_>, v: &[u8]) -> u32 {
+    if v.len() < 2 {
+        return 0;
+    }
+    u32::from(if c.big_endian { u16::from_be_bytes([v[0], v[1]]) } else { u16::from_le_bytes([v[0], v[1]]) })
+}
+
+/// Scans `bytes` (a whole DICOM Part 10 file); `path` names it in errors.
+pub fn scan_dicom(path: &Path, bytes: &[u8], limits: &Limits) -> Result<DicomScan> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+        return Err(ImagingError::Unsupported {
+            path: path.to_path_buf(),
+            what: "file: not DICOM Part 10 (no DICM magic at byte 128)".into(),
+        });
+    }
+    let mut c = Cursor { b: bytes, pos: 132, big_endian: false, path };
+    let mut scan = DicomScan { frames: 1, samples_per_pixel: 1, ..Default::default() };
+    // File meta group: always explicit VR little endian.
+    while c.remaining() >= 4 && u16::from_le_bytes([bytes[c.pos], bytes[c.pos + 1]]) == 0x0002 {
+        let (tag, _, len) = header(&mut c, true)?;
+        check_len(&c, tag, len)?;
+        let v = c.take(len as usize)?;
+        scan.elements += 1;
+        if tag == (0x0002, 0x0010) {
+            scan.transfer_syntax = String::from_utf8_lossy(v).trim_end_matches(['\0', ' ']).to_owned();
+        }
+    }
+    if scan.transfer_syntax.is_empty() {
+        return Err(c.malformed("file meta has no transfer syntax (0002,0010)".into()));
+    }
+    if scan.transfer_syntax == DEFLATED {
+        // The dataset is deflated: inflating (with a cap) is the decoder's job.
+        return Ok(scan);
+    }
+    let explicit = scan.transfer_syntax != IMPLICIT_LE;
+    c.big_endian = scan.transfer_syntax == EXPLICIT_BE;
+    while c.remaining() > 0 {
+        let (tag, vr, len) = header(&mut c, explicit)?;
+        scan.elements += 1;
+        if scan.elements > 1_000_000 {
+            return Err(too_large(path, "element count", scan.elements as u64, 1_000_000));
+        }
+        // Undefined length (sequences, encapsulated pixel data) and sequence/item headers:
+        // step inside and keep walking; their contents are elements or fragments.
+        let is_sq = vr.as_ref().is_some_and(|v| v == b"SQ");
+        if len == UNDEFINED || tag.0 == 0xFFFE || is_sq {
+            if tag == (0x7FE0, 0x0010) {
+                scan.pixel_data_bytes = None;
+            }
+            continue;
+        }
+        check_len(&c, tag, len)?;
+        let value = c.take(len as usize)?;
+        match tag {
+            (0x0028, 0x0010) => scan.rows = us_value(&c, value),
+            (0x0028, 0x0011) => scan.columns = us_value(&c, value),
+            (0x0028, 0x0002) => scan.samples_per_pixel = us_value(&c, value),
+            (0x0028, 0x0100) => scan.bits_allocated = us_value(&c, value),
+            (0x0028, 0x0008) => {
+                let text = String::from_utf8_lossy(value);
+                scan.frames = text.trim_matches(['\0', ' ']).parse().map_err(|_| {
+                    c.malformed(format!("NumberOfFrames (0028,0008) is not a number: {:?}", text.trim()))
+                })?;
+            }
+            (0x7FE0, 0x0010) => scan.pixel_data_bytes = Some(u64::from(len)),
+            _ => {}
+        }
+    }
+    check_geometry(path, &scan, limits)?;
+    Ok(scan)
+}
+
+fn too_large(path: &Path, what: &'static str, value: u64, limit: u64) -> ImagingError {
+    ImagingError::TooLarge { path: PathBuf::from(path), what, value, limit }
+}
+
+fn check_len(c: &Cursor<'_>, tag: (u16, u16), len: u32) -> Result<()> {
+    if len as usize > c.remaining() {
+        return Err(c.malformed(format!(
+            "element ({:04X},{:04X}) declares {len} bytes but only {} remain (truncated or hostile file)",
+            tag.0,
+            tag.1,
+            c.remaining()
+        )));
+    }
+    Ok(())
+}
+
+fn check_geometry(path: &Path, s: &DicomScan, limits: &Limits) -> Result<()> {
+    let max_dim = u64::from(limits.max_dimension);
+    for (what, v) in [("rows", s.rows), ("columns", s.columns)] {
+        if u64::from(v) > max_dim {
+            return Err(too_large(path, what, u64::from(v), max_dim));
+        }
+    }
+    if s.frames > limits.max_frames {
+        return Err(too_large(path, "number of frames", u64::from(s.frames), u64::from(limits.max_frames)));
+    }
+    let decoded = u64::from(s.rows)
+        * u64::from(s.columns)
+        * u64::from(s.frames)
+        * u64::from(s.samples_per_pixel.max(1))
+        * u64::from(s.bits_allocated.max(8)).div_ceil(8);
+    if decoded > limits.max_decoded_bytes {
+        return Err(too_large(path, "decoded pixel size in bytes", decoded, limits.max_decoded_bytes));
+    }
+    match s.pixel_data_bytes {
+        Some(0) => Err(ImagingError::Decode {
+            path: path.to_path_buf(),
+            format: "DICOM",
+            detail: "pixel data (7FE0,0010) is empty".into(),
+        }),
+        Some(n) if n < decoded => Err(ImagingError::Decode {
+            path: path.to_path_buf(),
+            format: "DICOM",
+            detail: format!("pixel data has {n} bytes but rows × columns × frames × samples × bytes needs {decoded}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Builds a DICOM file: meta (explicit LE) + dataset in `syntax`.
+    type Element<'a> = ((u16, u16), &'a [u8; 2], Vec<u8>);
+
+    fn file(syntax: &str, elements: &[Element<'_>]) -> Vec<u8> {
+        let mut out = vec![0u8; 128];
+        out.extend(b"DICM");
+        let mut ts = syntax.as_bytes().to_vec();
+        if ts.len() % 2 == 1 {
+            ts.push(0);
+        }
+        put(&mut out, (0x0002, 0x0010), b"UI", &ts, true, false);
+        let explicit = syntax != IMPLICIT_LE;
+        let big = syntax == EXPLICIT_BE;
+        for (tag, vr, value) in elements {
+            put(&mut out, *tag, vr, value, explicit, big);
+        }
+        out
+    }
+
+    fn put(out: &mut Vec<u8>, tag: (u16, u16), vr: &[u8; 2], value: &[u8], explicit: bool, big: bool) {
+        let u16b = |v: u16| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+        let u32b = |v: u32| if big { v.to_be_bytes() } else { v.to_le_bytes() };
+        out.extend(u16b(tag.0));
+        out.extend(u16b(tag.1));
+        if explicit {
+            out.extend(vr);
+            if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+                out.extend([0, 0]);
+                out.extend(u32b(value.len() as u32));
+            } else {
+                out.extend(u16b(value.len() as u16));
+            }
+        } else {
+            out.extend(u32b(value.len() as u32));
+        }
+        out.extend(value);
+    }
+
+    fn us(v: u16, big: bool) -> Vec<u8> {
+        (if big { v.to_be_bytes() } else { v.to_le_bytes() }).to_vec()
+    }
+
+    fn image(syntax: &str, rows: u16, cols: u16, pixels: usize) -> Vec<u8> {
+        let big = syntax == EXPLICIT_BE;
+        file(
+            syntax,
+            &[
+                ((0x0028, 0x0002), b"US", us(1, big)),
+                ((0x0028, 0x0010), b"US", us(rows, big)),
+                ((0x0028, 0x0011), b"US", us(cols, big)),
+                ((0x0028, 0x0100), b"US", us(16, big)),
+                ((0x7FE0, 0x0010), b"OW", vec![0; pixels]),
+            ],
+        )
+    }
+
+    #[track_caller]
+    fn err(bytes: &[u8], limits: &Limits) -> String {
+        scan_dicom(Path::new("scan.dcm"), bytes, limits).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn valid_files_in_three_syntaxes() {
+        for syntax in [IMPLICIT_LE, "1.2.840.10008.1.2.1", EXPLICIT_BE] {
+            let s = scan_dicom(Path::new("a.dcm"), &image(syntax, 4, 3, 24), &Limits::DEFAULT).unwrap();
+            assert_eq!((s.rows, s.columns, s.frames, s.bits_allocated), (4, 3, 1, 16), "{syntax}");
+            assert_eq!(s.pixel_data_bytes, Some(24));
+            assert_eq!(s.transfer_syntax, syntax);
+        }
+    }
+
+    #[test]
+    fn hostile_and_broken_files_are_refused_before_allocation() {
+        let limits = Limits::DEFAULT;
+        assert!(err(b"not dicom at all", &limits).contains("scan.dcm: unsupported file: not DICOM Part 10"));
+        let mut wrong_magic = image(IMPLICIT_LE, 2, 2, 8);
+        wrong_magic[129] = b'X';
+        assert!(err(&wrong_magic, &limits).contains("no DICM magic"));
+
+        // A 200-byte file that declares a 4 GB element: refused, nothing allocated.
+        let mut hostile = file("1.2.840.10008.1.2.1", &[((0x0028, 0x0010), b"US", us(2, false))]);
+        hostile.extend([0xE0, 0x7F, 0x10, 0x00]);
+        hostile.extend(b"OB\0\0");
+        hostile.extend(0xFFFF_FFF0u32.to_le_bytes());
+        hostile.extend([0u8; 16]);
+        let e = err(&hostile, &limits);
+        assert!(e.contains("element (7FE0,0010) declares 4294967280 bytes but only 16 remain"), "{e}");
+
+        let full = image(IMPLICIT_LE, 4, 4, 32);
+        let e = err(&full[..full.len() - 10], &limits);
+        assert!(e.contains("declares 32 bytes but only 22 remain"), "{e}");
+        let e = err(&full[..135], &limits);
+        assert!(e.contains("no transfer syntax"), "{e}");
+        let e = err(&full[..137], &limits);
+        assert!(e.contains("truncated at byte 136"), "{e}");
+
+        assert!(err(&image(IMPLICIT_LE, 4, 4, 0), &limits).contains("pixel data (7FE0,0010) is empty"));
+        assert!(err(&image(IMPLICIT_LE, 4, 4, 10), &limits).contains("pixel data has 10 bytes but"));
+
+        // 60 000 × 60 000 declared in a tiny file.
+        let e = err(&image(IMPLICIT_LE, 60_000, 60_000, 8), &limits);
+        assert!(e.contains("rows of 60000 exceeds the limit of 16384"), "{e}");
+        let small = Limits { max_decoded_bytes: 1000, ..limits };
+        let e = err(&image(IMPLICIT_LE, 100, 100, 20_000), &small);
+        assert!(e.contains("decoded pixel size in bytes of 20000 exceeds the limit of 1000"), "{e}");
+    }
+
+    /// Until the cargo-fuzz target exists: 20 000 deterministic byte mutations and
+    /// truncations of valid files in each syntax must all return (Ok or Err), never panic.
+    #[test]
+    fn mutated_files_never_panic() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for syntax in [IMPLICIT_LE, "1.2.840.10008.1.2.1", EXPLICIT_BE] {
+            let base = image(syntax, 8, 8, 128);
+            for _ in 0..20_000 / 3 {
+                let mut f = base.clone();
+                for _ in 0..(next() % 4 + 1) {
+                    let at = (next() as usize) % f.len();
+                    f[at] = next() as u8;
+                }
+                if next() % 5 == 0 {
+                    f.truncate((next() as usize) % f.len());
+                }
+                let _ = scan_dicom(Path::new("m.dcm"), &f, &Limits::DEFAULT);
+            }
+        }
+    }
+
+    #[test]
+    fn frames_and_meta_without_syntax() {
+        let mut f = file(
+            IMPLICIT_LE,
+            &[
+                ((0x0028, 0x0008), b"IS", b"9999".to_vec()),
+                ((0x0028, 0x0010), b"US", us(2, false)),
+                ((0x0028, 0x0011), b"US", us(2, false)),
+            ],
+        );
+        let e = err(&f, &Limits::DEFAULT);
+        assert!(e.contains("number of frames of 9999 exceeds the limit of 4096"), "{e}");
+        f = file(IMPLICIT_LE, &[((0x0028, 0x0008), b"IS", b"x2".to_vec())]);
+        assert!(err(&f, &Limits::DEFAULT).contains("NumberOfFrames (0028,0008) is not a number"));
+        let mut no_ts = vec![0u8; 128];
+        no_ts.extend(b"DICM");
+        assert!(err(&no_ts, &Limits::DEFAULT).contains("no transfer syntax"));
+    }
+}
