@@ -266,14 +266,39 @@ impl MongoStore {
     }
 
     async fn find_all<T: DeserializeOwned>(&self, shape: &Shape, filter: Document, sort: Document) -> Result<Vec<T>> {
-        let mut cursor =
-            self.coll(shape).find(filter).sort(sort).await.map_err(self.err(&format!("reading {}", shape.name)))?;
+        self.find_limited(shape, filter, sort, None).await
+    }
+
+    async fn find_limited<T: DeserializeOwned>(
+        &self,
+        shape: &Shape,
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+    ) -> Result<Vec<T>> {
+        let mut cursor = self
+            .coll(shape)
+            .find(filter)
+            .sort(sort)
+            .limit(limit.unwrap_or(0))
+            .await
+            .map_err(self.err(&format!("reading {}", shape.name)))?;
         let mut out = Vec::new();
         while cursor.advance().await.map_err(self.err(&format!("reading {}", shape.name)))? {
             let d = cursor.deserialize_current().map_err(self.err(&format!("reading {}", shape.name)))?;
             out.push(decode(shape, d)?);
         }
         Ok(out)
+    }
+
+    /// Replaces (or inserts) the document with `_id` = `id`.
+    async fn upsert(&self, shape: &Shape, id: String, d: Document) -> Result<()> {
+        self.coll(shape)
+            .replace_one(doc! { "_id": id }, d)
+            .upsert(true)
+            .await
+            .map_err(self.err(&format!("writing {}", shape.entity)))?;
+        Ok(())
     }
 
     async fn find_one<T: DeserializeOwned>(&self, shape: &Shape, filter: Document) -> Result<Option<T>> {
@@ -583,12 +608,7 @@ impl Store for MongoStore {
     async fn put_consent(&self, grant: &ConsentGrant) -> Result<()> {
         validate("consent", grant.id, grant)?;
         let d = encode(&CONSENTS, grant.id.to_string().into(), grant)?;
-        self.coll(&CONSENTS)
-            .replace_one(doc! { "_id": grant.id.to_string() }, d)
-            .upsert(true)
-            .await
-            .map_err(self.err("writing consent"))?;
-        Ok(())
+        self.upsert(&CONSENTS, grant.id.to_string(), d).await
     }
 
     async fn consents_for(&self, patient: &HealthId) -> Result<Vec<ConsentGrant>> {
@@ -630,30 +650,14 @@ impl Store for MongoStore {
     }
 
     async fn audit_log(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
-        let mut cursor = self
-            .coll(&AUDIT)
-            .find(doc! { "_id": { "$gt": after_seq as i64 } })
-            .sort(doc! { "_id": 1 })
-            .limit(i64::from(limit.clamp(1, 100_000)))
-            .await
-            .map_err(self.err("reading audit log"))?;
-        let mut out = Vec::new();
-        while cursor.advance().await.map_err(self.err("reading audit log"))? {
-            let d = cursor.deserialize_current().map_err(self.err("reading audit log"))?;
-            out.push(decode(&AUDIT, d)?);
-        }
-        Ok(out)
+        let filter = doc! { "_id": { "$gt": after_seq as i64 } };
+        self.find_limited(&AUDIT, filter, doc! { "_id": 1 }, Some(i64::from(limit.clamp(1, 100_000)))).await
     }
 
     async fn put_document(&self, doc_ref: &DocumentRef) -> Result<()> {
         validate("document", doc_ref.id, doc_ref)?;
         let d = encode(&DOCUMENTS, doc_ref.id.to_string().into(), doc_ref)?;
-        self.coll(&DOCUMENTS)
-            .replace_one(doc! { "_id": doc_ref.id.to_string() }, d)
-            .upsert(true)
-            .await
-            .map_err(self.err("writing document"))?;
-        Ok(())
+        self.upsert(&DOCUMENTS, doc_ref.id.to_string(), d).await
     }
 
     async fn get_document(&self, id: &DocumentId) -> Result<Option<DocumentRef>> {
