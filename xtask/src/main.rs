@@ -35,9 +35,16 @@ fn real_main() -> Result<()> {
         "test" => test(&root),
         "ci" => ci(&root),
         "bench-store" => bench_store(args.collect()),
+        "fixtures" => {
+            // For running tests by hand: `export CARELENS_PYDICOM_DIR=$(cargo xtask fixtures)`.
+            println!("{}", servers::pydicom_files(&root)?.display());
+            Ok(())
+        }
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
         _ => {
-            eprintln!("usage: cargo xtask <test | ci | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>");
+            eprintln!(
+                "usage: cargo xtask <test | ci | fixtures | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>"
+            );
             bail!("unknown task `{task}`")
         }
     }
@@ -104,6 +111,7 @@ fn test(root: &Path) -> Result<()> {
     cmd.env("CARELENS_MONGOD_BIN", &installed.mongod)
         .env("CARELENS_S3S_FS_BIN", &installed.s3s_fs)
         .env("CARELENS_REQUIRE_SERVERS", "1");
+    cmd.env("CARELENS_PYDICOM_DIR", servers::pydicom_files(root)?);
     if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
         let shared = root.join("../shared/datasets");
         if shared.is_dir() {

@@ -85,6 +85,51 @@ fn install_s3s_fs(dir: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+const PYDICOM_WHEELS: &[(&str, &str, &str)] = &[
+    (
+        "pydicom==3.0.2",
+        "pydicom-3.0.2-py3-none-any.whl",
+        "abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b",
+    ),
+    (
+        "pydicom-data==1.0.0",
+        "pydicom_data-1.0.0-py3-none-any.whl",
+        "622ac97265f1d91f76b5120b5bd6eb0f57737c392ef863b72c71779c91e33637",
+    ),
+];
+
+/// Real DICOM test files: the `pydicom` and `pydicom-data` wheels (~150 files across
+/// modalities and transfer syntaxes), unpacked once under `<cache>/pydicom`, with
+/// `expected.json` written by pydicom itself (the independent oracle) from
+/// `crates/carelens-imaging/tests/pydicom_expect.py`. Returns the directory.
+pub fn pydicom_files(root: &Path) -> Result<PathBuf> {
+    let dir = servers_dir().join("pydicom-3.0.2+data-1.0.0");
+    let expected = dir.join("expected.json");
+    let script = root.join("crates/carelens-imaging/tests/pydicom_expect.py");
+    if expected.is_file() && std::fs::metadata(&expected)?.modified()? >= std::fs::metadata(&script)?.modified()? {
+        return Ok(dir);
+    }
+    let wheels = servers_dir().join("wheels");
+    let files = dir.join("files");
+    let _ = std::fs::remove_dir_all(&files);
+    for (spec, file, digest) in PYDICOM_WHEELS {
+        let wheel = wheels.join(file);
+        if !wheel.is_file() {
+            run(Command::new("python3")
+                .args(["-m", "pip", "download", "--no-deps", "--quiet", spec, "-d"])
+                .arg(&wheels))?;
+        }
+        let got = sha256(&wheel)?;
+        if got != *digest {
+            bail!("{} has sha256 {got}, expected {digest}; delete it and retry", wheel.display());
+        }
+        run(Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&files))?;
+    }
+    let json = run(Command::new("python3").arg(&script).arg(&files).env("PYTHONPATH", &files))?;
+    std::fs::write(&expected, json)?;
+    Ok(dir)
+}
+
 /// Installs (if needed) both servers and prints their versions.
 pub fn install() -> Result<Installed> {
     let dir = servers_dir();

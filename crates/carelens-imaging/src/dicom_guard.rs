@@ -3,6 +3,7 @@
 //! file, and checks the image geometry against [`Limits`]. This is what stops a few-KB file
 //! from making a decoder allocate gigabytes (dicom-rs reserves declared lengths up front).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::{ImagingError, Limits, Result};
@@ -23,8 +24,12 @@ pub struct DicomScan {
     pub bits_allocated: u32,
     /// Length of native (uncompressed) pixel data; `None` when encapsulated or deflated.
     pub pixel_data_bytes: Option<u64>,
-    /// Elements walked (the deflated dataset is not walked).
+    /// Elements walked (a deflated dataset is inflated with a cap and walked too).
     pub elements: usize,
+    /// Photometric interpretation (0028,0004) as written.
+    pub photometric: String,
+    /// Pixel data is encapsulated (compressed fragments).
+    pub encapsulated: bool,
 }
 
 struct Cursor<'a> {
@@ -69,6 +74,19 @@ impl<'a> Cursor<'a> {
     fn remaining(&self) -> usize {
         self.b.len() - self.pos
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sequence,
+    Item,
+    Fragments,
+}
+
+struct Container {
+    kind: Kind,
+    end: Option<usize>,
+    explicit_outside: bool,
 }
 
 /// Tag, VR (explicit syntaxes only), declared length.
@@ -131,33 +149,129 @@ pub fn scan_dicom(path: &Path, bytes: &[u8], limits: &Limits) -> Result<DicomSca
         return Err(c.malformed("file meta has no transfer syntax (0002,0010)".into()));
     }
     if scan.transfer_syntax == DEFLATED {
-        // The dataset is deflated: inflating (with a cap) is the decoder's job.
-        return Ok(scan);
+        // Inflate with a cap, then walk the inflated dataset: a deflate bomb or a hostile
+        // declared length inside the compressed stream is refused before any decoder sees it.
+        let cap = limits.max_decoded_bytes.saturating_add(64 << 20);
+        let mut inflated = Vec::new();
+        flate2::read::DeflateDecoder::new(&bytes[c.pos..])
+            .take(cap + 1)
+            .read_to_end(&mut inflated)
+            .map_err(|e| c.malformed(format!("deflated dataset does not inflate: {e}")))?;
+        if inflated.len() as u64 > cap {
+            return Err(too_large(path, "inflated dataset in bytes", cap + 1, cap));
+        }
+        let mut data = scan_dataset(path, &inflated, true, false, limits)?;
+        data.transfer_syntax = scan.transfer_syntax;
+        data.elements += scan.elements;
+        return Ok(data);
     }
     let explicit = scan.transfer_syntax != IMPLICIT_LE;
-    c.big_endian = scan.transfer_syntax == EXPLICIT_BE;
-    while c.remaining() > 0 {
+    let big_endian = scan.transfer_syntax == EXPLICIT_BE;
+    let meta_elements = scan.elements;
+    let mut data = scan_dataset(path, &bytes[c.pos..], explicit, big_endian, limits)?;
+    data.transfer_syntax = scan.transfer_syntax;
+    data.elements += meta_elements;
+    Ok(data)
+}
+
+/// Walks a dataset (no preamble or meta group) and checks lengths and geometry.
+fn scan_dataset(path: &Path, bytes: &[u8], explicit: bool, big_endian: bool, limits: &Limits) -> Result<DicomScan> {
+    let mut c = Cursor { b: bytes, pos: 0, big_endian, path };
+    let mut scan = DicomScan { frames: 1, samples_per_pixel: 1, ..Default::default() };
+    // Open containers: sequences, items and encapsulated pixel data, with their end when
+    // their length is defined, and the VR mode to restore when they close (an undefined-length
+    // UN sequence is implicit VR inside).
+    let mut stack: Vec<Container> = Vec::new();
+    let mut explicit = explicit;
+    loop {
+        while let Some(top) = stack.last().filter(|t| t.end.is_some_and(|e| e <= c.pos)) {
+            explicit = top.explicit_outside;
+            stack.pop();
+        }
+        if c.remaining() == 0 {
+            break;
+        }
+        if stack.len() > 64 {
+            return Err(c.malformed("sequences nested more than 64 deep".into()));
+        }
         let (tag, vr, len) = header(&mut c, explicit)?;
         scan.elements += 1;
         if scan.elements > 1_000_000 {
             return Err(too_large(path, "element count", scan.elements as u64, 1_000_000));
         }
-        // Undefined length (sequences, encapsulated pixel data) and sequence/item headers:
-        // step inside and keep walking; their contents are elements or fragments.
+        let in_fragments = stack.last().is_some_and(|t| t.kind == Kind::Fragments);
+        match tag {
+            (0xFFFE, 0xE0DD) => {
+                // Sequence delimiter: closes the innermost undefined-length sequence (and any
+                // undefined-length item left open inside it).
+                while let Some(top) = stack.pop() {
+                    explicit = top.explicit_outside;
+                    if top.kind != Kind::Item && top.end.is_none() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            (0xFFFE, 0xE00D) => {
+                if stack.last().is_some_and(|t| t.kind == Kind::Item)
+                    && let Some(top) = stack.pop()
+                {
+                    explicit = top.explicit_outside;
+                }
+                continue;
+            }
+            (0xFFFE, 0xE000) if in_fragments => {
+                check_len(&c, tag, len)?;
+                c.take(len as usize)?;
+                continue;
+            }
+            (0xFFFE, 0xE000) => {
+                let end = if len == UNDEFINED {
+                    None
+                } else {
+                    check_len(&c, tag, len)?;
+                    Some(c.pos + len as usize)
+                };
+                stack.push(Container { kind: Kind::Item, end, explicit_outside: explicit });
+                continue;
+            }
+            _ => {}
+        }
         let is_sq = vr.as_ref().is_some_and(|v| v == b"SQ");
-        if len == UNDEFINED || tag.0 == 0xFFFE || is_sq {
+        let is_un = vr.as_ref().is_some_and(|v| v == b"UN");
+        if len == UNDEFINED {
             if tag == (0x7FE0, 0x0010) {
-                scan.pixel_data_bytes = None;
+                if stack.is_empty() {
+                    scan.pixel_data_bytes = None;
+                    scan.encapsulated = true;
+                }
+                stack.push(Container { kind: Kind::Fragments, end: None, explicit_outside: explicit });
+            } else {
+                stack.push(Container { kind: Kind::Sequence, end: None, explicit_outside: explicit });
+                if is_un {
+                    explicit = false;
+                }
             }
             continue;
         }
         check_len(&c, tag, len)?;
+        if is_sq {
+            stack.push(Container { kind: Kind::Sequence, end: Some(c.pos + len as usize), explicit_outside: explicit });
+            continue;
+        }
         let value = c.take(len as usize)?;
+        if !stack.is_empty() {
+            // Icon images and other nested datasets have their own geometry: ignore it.
+            continue;
+        }
         match tag {
             (0x0028, 0x0010) => scan.rows = us_value(&c, value),
             (0x0028, 0x0011) => scan.columns = us_value(&c, value),
             (0x0028, 0x0002) => scan.samples_per_pixel = us_value(&c, value),
             (0x0028, 0x0100) => scan.bits_allocated = us_value(&c, value),
+            (0x0028, 0x0004) => {
+                scan.photometric = String::from_utf8_lossy(value).trim_matches(['\0', ' ']).to_owned();
+            }
             (0x0028, 0x0008) => {
                 let text = String::from_utf8_lossy(value);
                 scan.frames = text.trim_matches(['\0', ' ']).parse().map_err(|_| {
@@ -206,16 +320,23 @@ fn check_geometry(path: &Path, s: &DicomScan, limits: &Limits) -> Result<()> {
     if decoded > limits.max_decoded_bytes {
         return Err(too_large(path, "decoded pixel size in bytes", decoded, limits.max_decoded_bytes));
     }
+    let samples =
+        u64::from(s.rows) * u64::from(s.columns) * u64::from(s.frames) * u64::from(s.samples_per_pixel.max(1));
+    let mut needed = (samples * u64::from(s.bits_allocated.max(1))).div_ceil(8);
+    if s.photometric == "YBR_FULL_422" {
+        // Two luma samples share one Cb/Cr pair: 2 samples per pixel instead of 3.
+        needed = needed / 3 * 2;
+    }
     match s.pixel_data_bytes {
         Some(0) => Err(ImagingError::Decode {
             path: path.to_path_buf(),
             format: "DICOM",
             detail: "pixel data (7FE0,0010) is empty".into(),
         }),
-        Some(n) if n < decoded => Err(ImagingError::Decode {
+        Some(n) if n < needed => Err(ImagingError::Decode {
             path: path.to_path_buf(),
             format: "DICOM",
-            detail: format!("pixel data has {n} bytes but rows × columns × frames × samples × bytes needs {decoded}"),
+            detail: format!("pixel data has {n} bytes but rows × columns × frames × samples × bits needs {needed}"),
         }),
         _ => Ok(()),
     }

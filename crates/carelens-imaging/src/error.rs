@@ -21,6 +21,9 @@ pub enum ImagingError {
     #[error("{path}: unsupported {what}")]
     Unsupported { path: PathBuf, what: String },
 
+    #[error("{path}: transfer syntax {name} ({uid}) cannot be decoded by this build")]
+    UnsupportedTransferSyntax { path: PathBuf, uid: String, name: String },
+
     #[error("invalid preprocessing spec: {0}")]
     Spec(String),
 }

@@ -5,17 +5,19 @@
 //! [`Limits`] *before* allocating, so a small hostile file cannot make carelens allocate
 //! gigabytes.
 
+mod dicom;
 mod dicom_guard;
 mod error;
 mod npz;
 mod preprocess;
 mod raster;
 
+pub use dicom::{DicomFile, DicomInfo, is_dicom};
 pub use dicom_guard::{DicomScan, scan_dicom};
 pub use error::{ImagingError, Result};
 pub use npz::{MedMnist, NpyArray, NpyDtype, read_npz};
 pub use preprocess::{Intensity, PreprocessSpec, ResizeFilter};
-pub use raster::{Image, Photometric, decode_raster};
+pub use raster::{Image, Photometric, Voi, decode_raster};
 
 /// Hard caps applied before allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,22 @@ pub enum Photometric {
     Rgb,
 }
 
+/// The file's own value-of-interest transform (DICOM window or VOI LUT), in the units of
+/// `pixels` (i.e. after the modality LUT).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Voi {
+    Window {
+        center: f32,
+        width: f32,
+    },
+    /// `table[v - first]`, clamped at both ends, already scaled to 0–1.
+    Lut {
+        first: f32,
+        table: Vec<f32>,
+    },
+}
+
 /// A decoded image: `pixels` is channels × height × width in the source's value range
 /// (0–255 for 8-bit, 0–65535 for 16-bit, Hounsfield units for CT once rescaled).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +40,8 @@ pub struct Image {
     pub pixels: Array3<f32>,
     pub photometric: Photometric,
     pub bits_stored: u8,
+    /// The source's VOI, when it carries one (DICOM).
+    pub voi: Option<Voi>,
 }
 
 impl Image {
@@ -39,7 +57,7 @@ impl Image {
     pub fn gray(pixels: ndarray::Array2<f32>, bits_stored: u8) -> Self {
         let (h, w) = pixels.dim();
         let pixels = pixels.into_shape_with_order((1, h, w)).unwrap_or_else(|_| Array3::zeros((1, h, w)));
-        Self { pixels, photometric: Photometric::Monochrome2, bits_stored }
+        Self { pixels, photometric: Photometric::Monochrome2, bits_stored, voi: None }
     }
 }
 
@@ -102,7 +120,7 @@ pub fn decode_raster(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Image
             (a, Photometric::Rgb, 8)
         }
     };
-    Ok(Image { pixels, photometric, bits_stored: bits })
+    Ok(Image { pixels, photometric, bits_stored: bits, voi: None })
 }
 
 fn gray(values: impl Iterator<Item = f32>, h: usize, w: usize) -> Array3<f32> {

@@ -1,0 +1,291 @@
+//! Real DICOM files from the `pydicom` and `pydicom-data` wheels, fetched and unpacked by
+//! `cargo xtask test` (see `xtask/src/servers.rs`), with `expected.json` written by pydicom
+//! itself (`tests/pydicom_expect.py`). Every file must either decode to the rows × columns ×
+//! frames pydicom reads from its header, or be refused with the error documented below.
+//! Compressed files with an uncompressed twin are compared pixel by pixel.
+//!
+//! By hand: `export CARELENS_PYDICOM_DIR=$(cargo xtask fixtures)`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use carelens_imaging::{DicomFile, ImagingError, Limits};
+
+#[derive(serde::Deserialize, Debug)]
+struct Expected {
+    file: String,
+    #[serde(default)]
+    pydicom_error: Option<String>,
+    #[serde(default)]
+    pixel_data: bool,
+    #[serde(default)]
+    rows: Option<u32>,
+    #[serde(default)]
+    columns: Option<u32>,
+    #[serde(default)]
+    frames: Option<u32>,
+    #[serde(default)]
+    photometric: String,
+}
+
+/// Files carelens refuses on purpose, with a substring of the error. Keep this short; each
+/// entry must still fail (checked below), so a fix shows up as a test to update.
+const REFUSED: &[(&str, &str)] = &[
+    // 12-bit JPEG Extended (process 4): the pure-Rust JPEG decoder handles 8-bit only.
+    ("test_files/JPEG-lossy.dcm", "JPEG Extended (Process 2 & 4), 12-bit"),
+    ("test_files/JPGExtended.dcm", "JPEG Extended (Process 2 & 4), 12-bit"),
+    // A JPEG 2000 codestream with an embedded sequence delimiter: openjp2 rejects it.
+    ("test_files/JPEG2000-embedded-sequence-delimiter.dcm", "JPEG 2000"),
+    // Dataset written in implicit VR under an explicit-VR transfer syntax.
+    ("test_files/SC_rgb_jpeg.dcm", "declares"),
+    // Truncated pixel data: refused by the pre-scan.
+    ("test_files/MR_truncated.dcm", "truncated or hostile"),
+    // NumberOfFrames "1A" is not a number.
+    ("test_files/badVR.dcm", "NumberOfFrames"),
+    // No transfer syntax in the file meta: the pixel bytes cannot be interpreted.
+    ("test_files/meta_missing_tsyntax.dcm", "no transfer syntax"),
+    // Pixel Data without Rows/Columns.
+    ("test_files/nested_priv_SQ.dcm", "Columns"),
+    // Segmented palette colour LUTs.
+    ("data/gdcm-US-ALOKA-16.dcm", "palette"),
+    ("data/gdcm-US-ALOKA-16_big.dcm", "palette"),
+];
+
+/// Header-only files that the parser refuses (pydicom reads them; they hold no image).
+const REFUSED_NO_PIXELS: &[(&str, &str)] = &[
+    ("test_files/UN_sequence.dcm", "cannot parse"),
+    ("test_files/no_meta_group_length.dcm", "cannot parse"),
+    ("test_files/rtplan_truncated.dcm", "truncated or hostile"),
+    ("dicomdirtests/DICOMDIR-nooffset", "truncated or hostile"),
+];
+
+/// Files pydicom's header read stops short of the pixel data in, that carelens decodes:
+/// openjp2 tolerates a JPEG 2000 codestream missing its last bytes.
+const DECODED_WITHOUT_PYDICOM_PIXELS: &[&str] = &["data/emri_small_jpeg_2k_lossless_too_short.dcm"];
+
+fn data_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CARELENS_PYDICOM_DIR").map(PathBuf::from);
+    if dir.is_none() {
+        assert!(
+            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
+            "CARELENS_PYDICOM_DIR is not set; run through `cargo xtask test`"
+        );
+        eprintln!("SKIPPED: CARELENS_PYDICOM_DIR not set (run `cargo xtask test`, or export $(cargo xtask fixtures))");
+    }
+    dir
+}
+
+fn load(dir: &Path) -> Vec<Expected> {
+    serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap()
+}
+
+fn refused_reason(file: &str, list: &[(&str, &'static str)]) -> Option<&'static str> {
+    list.iter().find(|(f, _)| file.ends_with(f)).map(|(_, why)| *why)
+}
+
+#[test]
+fn every_pydicom_file_decodes_or_is_refused_as_documented() {
+    let Some(dir) = data_dir() else { return };
+    let expected = load(&dir);
+    assert!(expected.len() > 150, "only {} files listed", expected.len());
+    let mut decoded_frames = 0;
+    let mut by_syntax: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for e in &expected {
+        let path = dir.join("files").join(&e.file);
+        let bytes = std::fs::read(&path).unwrap();
+        let opened = DicomFile::open(&path, &bytes, &Limits::DEFAULT);
+        if e.pydicom_error.is_some() {
+            if opened.is_ok() {
+                failures.push(format!("{}: pydicom refuses it ({:?}) but carelens opened it", e.file, e.pydicom_error));
+            }
+            continue;
+        }
+        let file = match opened {
+            Ok(f) => f,
+            Err(err) => {
+                let msg = err.to_string();
+                let list = if e.pixel_data { REFUSED } else { REFUSED_NO_PIXELS };
+                match refused_reason(&e.file, list) {
+                    Some(why) if msg.contains(why) => {}
+                    _ => failures.push(format!("{}: refused unexpectedly: {msg}", e.file)),
+                }
+                continue;
+            }
+        };
+        if !e.pixel_data {
+            if DECODED_WITHOUT_PYDICOM_PIXELS.iter().any(|f| e.file.ends_with(f)) {
+                assert!(file.frame(0).is_ok(), "{}", e.file);
+                continue;
+            }
+            match file.frame(0) {
+                Err(ImagingError::Unsupported { what, .. }) if what.contains("without pixel data") => {}
+                other => failures.push(format!("{}: has no pixel data but frame(0) gave {other:?}", e.file)),
+            }
+            continue;
+        }
+        let entry = by_syntax.entry(file.info.transfer_syntax_name.clone()).or_default();
+        entry.0 += 1;
+        let frames = e.frames.unwrap_or(1).max(1);
+        let mut result = Ok(());
+        for i in 0..frames {
+            match file.frame(i) {
+                Ok(img) => {
+                    let shape = img.pixels.shape();
+                    let want_ch = if e.photometric.starts_with("MONOCHROME") { 1 } else { 3 };
+                    let want = [want_ch, e.rows.unwrap_or(0) as usize, e.columns.unwrap_or(0) as usize];
+                    if shape != want {
+                        result = Err(format!("frame {i} has shape {shape:?}, pydicom says {want:?}"));
+                        break;
+                    }
+                    if img.pixels.iter().any(|v| !v.is_finite()) {
+                        result = Err(format!("frame {i} has non-finite samples"));
+                        break;
+                    }
+                    decoded_frames += 1;
+                }
+                Err(err) => {
+                    result = Err(err.to_string());
+                    break;
+                }
+            }
+        }
+        if file.info.frames != frames {
+            result = Err(format!("carelens reads {} frames, pydicom {frames}", file.info.frames));
+        }
+        match (result, refused_reason(&e.file, REFUSED)) {
+            (Ok(()), None) => entry.1 += 1,
+            (Ok(()), Some(_)) => failures.push(format!("{}: listed as refused but decodes; update REFUSED", e.file)),
+            (Err(msg), Some(why)) if msg.contains(why) => {}
+            (Err(msg), _) => failures.push(format!("{}: {msg}", e.file)),
+        }
+    }
+    eprintln!("decoded {decoded_frames} frames; per transfer syntax (files with pixels: decoded/total):");
+    for (ts, (total, ok)) in &by_syntax {
+        eprintln!("  {ok:>3}/{total:<3} {ts}");
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    // Every common transfer syntax is represented and decoded at least once.
+    for ts in [
+        "Implicit VR Little Endian",
+        "Explicit VR Little Endian",
+        "Explicit VR Big Endian",
+        "Deflated Explicit VR Little Endian",
+        "JPEG Baseline (Process 1)",
+        "JPEG Lossless, Non-Hierarchical, First-Order Prediction",
+        "JPEG-LS Lossless Image Compression",
+        "JPEG-LS Lossy (Near-Lossless) Image Compression",
+        "JPEG 2000 Image Compression (Lossless Only)",
+        "JPEG 2000 Image Compression",
+        "RLE Lossless",
+    ] {
+        assert!(by_syntax.get(ts).is_some_and(|(_, ok)| *ok > 0), "no file decoded in {ts}");
+    }
+}
+
+/// (compressed or re-encoded, uncompressed twin, largest allowed mean absolute difference as
+/// a fraction of the twin's value range; 0 = bit-exact).
+const TWINS: &[(&str, &str, f64)] = &[
+    ("test_files/MR_small_RLE.dcm", "test_files/MR_small.dcm", 0.0),
+    ("test_files/MR_small_bigendian.dcm", "test_files/MR_small.dcm", 0.0),
+    ("test_files/MR_small_expb.dcm", "test_files/MR_small.dcm", 0.0),
+    ("test_files/MR_small_implicit.dcm", "test_files/MR_small.dcm", 0.0),
+    ("test_files/MR_small_padded.dcm", "test_files/MR_small.dcm", 0.0),
+    ("test_files/MR_small_jp2klossless.dcm", "test_files/MR_small.dcm", 0.0),
+    ("test_files/MR_small_jpeg_ls_lossless.dcm", "test_files/MR_small.dcm", 0.0),
+    ("data/emri_small_RLE.dcm", "data/emri_small.dcm", 0.0),
+    ("data/emri_small_big_endian.dcm", "data/emri_small.dcm", 0.0),
+    ("data/emri_small_jpeg_2k_lossless.dcm", "data/emri_small.dcm", 0.0),
+    ("data/emri_small_jpeg_ls_lossless.dcm", "data/emri_small.dcm", 0.0),
+    ("data/693_J2KR.dcm", "data/693_UNCR.dcm", 0.0),
+    ("data/MR2_J2KR.dcm", "data/MR2_UNCR.dcm", 0.0),
+    ("data/RG1_J2KR.dcm", "data/RG1_UNCR.dcm", 0.0),
+    ("data/RG3_J2KR.dcm", "data/RG3_UNCR.dcm", 0.0),
+    ("data/US1_J2KR.dcm", "data/US1_UNCR.dcm", 0.0),
+    ("test_files/SC_rgb_rle.dcm", "data/SC_rgb.dcm", 0.0),
+    ("data/SC_rgb_expb.dcm", "data/SC_rgb.dcm", 0.0),
+    ("test_files/SC_rgb_rle_2frame.dcm", "data/SC_rgb_2frame.dcm", 0.0),
+    ("data/SC_rgb_expb_2frame.dcm", "data/SC_rgb_2frame.dcm", 0.0),
+    ("test_files/SC_rgb_rle_16bit.dcm", "data/SC_rgb_16bit.dcm", 0.0),
+    ("data/SC_rgb_expb_16bit.dcm", "data/SC_rgb_16bit.dcm", 0.0),
+    ("test_files/SC_rgb_rle_16bit_2frame.dcm", "data/SC_rgb_16bit_2frame.dcm", 0.0),
+    ("data/SC_rgb_expb_16bit_2frame.dcm", "data/SC_rgb_16bit_2frame.dcm", 0.0),
+    ("test_files/SC_rgb_rle_32bit.dcm", "data/SC_rgb_32bit.dcm", 0.0),
+    ("data/SC_rgb_expb_32bit.dcm", "data/SC_rgb_32bit.dcm", 0.0),
+    ("test_files/SC_rgb_rle_32bit_2frame.dcm", "data/SC_rgb_32bit_2frame.dcm", 0.0),
+    ("data/SC_rgb_expb_32bit_2frame.dcm", "data/SC_rgb_32bit_2frame.dcm", 0.0),
+    ("test_files/SC_rgb_small_odd_big_endian.dcm", "test_files/SC_rgb_small_odd.dcm", 0.0),
+    ("test_files/SC_rgb_jpeg_gdcm.dcm", "data/SC_rgb.dcm", 0.0),
+    ("test_files/SC_rgb_gdcm_KY.dcm", "data/SC_rgb_gdcm2k_uncompressed.dcm", 0.0),
+    ("data/OBXXXX1A_expb.dcm", "data/OBXXXX1A.dcm", 0.0),
+    ("data/OBXXXX1A_rle.dcm", "data/OBXXXX1A.dcm", 0.0),
+    ("data/OBXXXX1A_rle_2frame.dcm", "data/OBXXXX1A_2frame.dcm", 0.0),
+    ("data/OBXXXX1A_expb_2frame.dcm", "data/OBXXXX1A_2frame.dcm", 0.0),
+    ("data/liver_expb.dcm", "data/liver.dcm", 0.0),
+    ("test_files/liver_expb_1frame.dcm", "test_files/liver_1frame.dcm", 0.0),
+    ("test_files/rtdose_expb.dcm", "test_files/rtdose.dcm", 0.0),
+    ("test_files/rtdose_rle.dcm", "test_files/rtdose.dcm", 0.0),
+    ("test_files/rtdose_rle_1frame.dcm", "test_files/rtdose_1frame.dcm", 0.0),
+    // Lossy codecs against the same image decompressed by the reference toolkit: decoders
+    // may differ by rounding (IDCT, colour transform), not by content.
+    ("/693_J2KI.dcm", "data/693_UNCI.dcm", 0.002),
+    ("data/MR2_J2KI.dcm", "data/MR2_UNCI.dcm", 0.002),
+    ("data/RG1_J2KI.dcm", "data/RG1_UNCI.dcm", 0.002),
+    ("data/RG3_J2KI.dcm", "data/RG3_UNCI.dcm", 0.002),
+    ("data/US1_J2KI.dcm", "data/US1_UNCI.dcm", 0.01),
+    ("test_files/SC_rgb_dcmtk_+eb+cr.dcm", "data/SC_rgb_dcmtk_ebcr_dcmd.dcm", 0.01),
+    ("test_files/SC_rgb_dcmtk_+eb+cy+n1.dcm", "data/SC_rgb_dcmtk_ebcyn1_dcmd.dcm", 0.01),
+    ("test_files/SC_rgb_dcmtk_+eb+cy+n2.dcm", "data/SC_rgb_dcmtk_ebcyn2_dcmd.dcm", 0.01),
+    ("test_files/SC_rgb_dcmtk_+eb+cy+np.dcm", "data/SC_rgb_dcmtk_ebcynp_dcmd.dcm", 0.01),
+    ("test_files/SC_rgb_dcmtk_+eb+cy+s2.dcm", "data/SC_rgb_dcmtk_ebcys2_dcmd.dcm", 0.01),
+    ("test_files/SC_rgb_dcmtk_+eb+cy+s4.dcm", "data/SC_rgb_dcmtk_ebcys4_dcmd.dcm", 0.01),
+    ("test_files/JPEG2000.dcm", "data/JPEG2000_UNC.dcm", 0.002),
+    ("test_files/SC_ybr_full_422_uncompressed.dcm", "data/SC_rgb.dcm", 0.01),
+    ("data/SC_ybr_full_uncompressed.dcm", "data/SC_rgb.dcm", 0.01),
+];
+
+fn find(dir: &Path, suffix: &str) -> PathBuf {
+    let expected = load(dir);
+    let hit =
+        expected.iter().find(|e| e.file.ends_with(suffix)).unwrap_or_else(|| panic!("{suffix} not in the wheels"));
+    dir.join("files").join(&hit.file)
+}
+
+#[test]
+fn compressed_files_match_their_uncompressed_twins() {
+    let Some(dir) = data_dir() else { return };
+    let mut report = Vec::new();
+    let mut failures = Vec::new();
+    for (a, b, tolerance) in TWINS {
+        let open = |name: &str| {
+            let path = find(&dir, name);
+            let bytes = std::fs::read(&path).unwrap();
+            DicomFile::open(&path, &bytes, &Limits::DEFAULT).and_then(|f| f.frames()).unwrap()
+        };
+        let (fa, fb) = (open(a), open(b));
+        assert_eq!(fa.len(), fb.len(), "{a} vs {b}: frame counts");
+        let (mut sum, mut n, mut max, mut lo, mut hi) = (0f64, 0usize, 0f64, f64::MAX, f64::MIN);
+        for (x, y) in fa.iter().zip(&fb) {
+            assert_eq!(x.pixels.shape(), y.pixels.shape(), "{a} vs {b}: shapes");
+            for (&p, &q) in x.pixels.iter().zip(y.pixels.iter()) {
+                let d = (f64::from(p) - f64::from(q)).abs();
+                sum += d;
+                n += 1;
+                max = max.max(d);
+                lo = lo.min(f64::from(q));
+                hi = hi.max(f64::from(q));
+            }
+        }
+        let range = (hi - lo).max(1.0);
+        let mean = sum / n as f64 / range;
+        report.push(format!("  {a} vs {b}: mean |Δ| {:.5} of range, max |Δ| {max}", mean));
+        let ok = if *tolerance == 0.0 { max == 0.0 } else { mean <= *tolerance };
+        if !ok {
+            failures.push(format!("{a} vs {b}: mean |Δ| {mean:.5} of range (allowed {tolerance}), max {max}"));
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
