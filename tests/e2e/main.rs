@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod generate;
+mod imaging;
 mod privacy;
 
 use std::path::{Path, PathBuf};

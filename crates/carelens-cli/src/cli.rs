@@ -79,6 +79,57 @@ pub enum Command {
     ///
     /// Safe to rerun after an interruption: every write is an upsert by id.
     Migrate(MigrateArgs),
+
+    /// Bring data in: `carelens ingest images PATH…`
+    #[command(subcommand)]
+    Ingest(IngestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// Ingest DICOM (any common transfer syntax), PNG and JPEG images from files, folders
+    /// (recursively) and DICOMDIRs
+    ///
+    /// Each image is decoded and checked, tied to a patient (DICOM PatientID + Issuer of
+    /// Patient ID through --patient-map, or a PatientID that is a carelens Health ID; PNG/JPEG
+    /// through --manifest), stored content-addressed in the object store, and recorded as an
+    /// instance of its imaging study. Re-ingesting the same file is a no-op. Bad files are
+    /// reported and skipped; the rest of the batch goes on. Ends with a report: ingested,
+    /// duplicate, skipped and failed files with the reason for each (--json for all of it).
+    Images(IngestImagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestImagesArgs {
+    /// Files, folders (walked recursively) or DICOMDIR files
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// CSV with columns issuer,patient_id,health_id mapping DICOM patients to Health IDs
+    #[arg(long, value_name = "CSV")]
+    pub patient_map: Option<PathBuf>,
+
+    /// CSV for PNG/JPEG files: file,health_id,modality,body_part,study_date[,study_uid]
+    /// (file relative to the manifest's folder; study_date YYYY-MM-DD)
+    #[arg(long, value_name = "CSV")]
+    pub manifest: Option<PathBuf>,
+
+    /// CSV with columns sop_instance_uid,findings: per-image labels (findings separated by
+    /// `;`, or `normal`)
+    #[arg(long, value_name = "CSV")]
+    pub labels: Option<PathBuf>,
+
+    /// Decoding threads [default: number of CPUs]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Also write the full per-file report as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Exit with status 1 when any file failed (for scripts)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +172,10 @@ pub struct DemoArgs {
     /// Patients in the demo population (only used when the data directory has none yet)
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub patients: u64,
+
+    /// Skip rendering and ingesting synthetic imaging studies
+    #[arg(long)]
+    pub no_images: bool,
 
     /// Do everything except start the HTTP server (for scripts and CI)
     #[arg(long)]

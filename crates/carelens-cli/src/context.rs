@@ -17,7 +17,6 @@ pub struct Context {
     pub store_location: String,
     pub objects_location: String,
     pub store: Arc<dyn Store>,
-    #[allow(dead_code)] // used by the imaging and records commands of later issues
     pub objects: Arc<dyn ObjectStore>,
     pub runtime: tokio::runtime::Runtime,
     pub json: bool,

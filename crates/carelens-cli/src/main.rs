@@ -35,6 +35,12 @@ fn init_logging(verbose: u8, quiet: bool) {
     let filter = std::env::var(env::CARELENS_LOG)
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+        // dicom-rs warns about quirks of individual files (character sets, missing meta
+        // elements); the ingest report says what matters per file.
+        .unwrap_or_else(|| {
+            EnvFilter::new(format!(
+                "{default},dicom_parser=error,dicom_object=error,dicom_encoding=error,dicom_pixeldata=error,dicom_transfer_syntax_registry=error"
+            ))
+        });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }

@@ -275,6 +275,10 @@ pub enum Modality {
     Mri,
     #[serde(rename = "ct")]
     Ct,
+    /// Anything else DICOM carries (ultrasound, nuclear medicine, secondary capture, …);
+    /// the DICOM code is kept on each instance.
+    #[serde(rename = "other")]
+    Other,
 }
 
 impl Modality {
@@ -283,8 +287,106 @@ impl Modality {
             Self::XRay => "xray",
             Self::Mri => "mri",
             Self::Ct => "ct",
+            Self::Other => "other",
         }
     }
+
+    /// From a DICOM Modality (0008,0060) code.
+    pub fn from_dicom(code: &str) -> Self {
+        match code.trim().to_ascii_uppercase().as_str() {
+            "CR" | "DX" | "DR" | "RG" | "MG" => Self::XRay,
+            "MR" => Self::Mri,
+            "CT" => Self::Ct,
+            _ => Self::Other,
+        }
+    }
+}
+
+impl BodyPart {
+    /// From a DICOM Body Part Examined (0018,0015) value.
+    pub fn from_dicom(value: &str) -> Self {
+        match value.trim().to_ascii_uppercase().as_str() {
+            "CHEST" | "THORAX" | "LUNG" | "HEART" => Self::Chest,
+            "HEAD" | "BRAIN" | "SKULL" => Self::Head,
+            "ABDOMEN" | "KIDNEY" | "LIVER" | "ABDOMENPELVIS" => Self::Abdomen,
+            "SPINE" | "CSPINE" | "TSPINE" | "LSPINE" => Self::Spine,
+            "PELVIS" => Self::Pelvis,
+            "HIP" => Self::Hip,
+            "KNEE" => Self::Knee,
+            "WRIST" => Self::Wrist,
+            "HAND" => Self::Hand,
+            "FOOT" | "ANKLE" => Self::Foot,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A finding visible on an image: the per-image labels of synthetic studies, and what image
+/// models predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFinding {
+    /// Lobar opacity (pneumonia).
+    Consolidation,
+    /// Blunted costophrenic angle.
+    PleuralEffusion,
+    /// Cardiothoracic ratio above 0.5.
+    Cardiomegaly,
+    LungNodule,
+    /// Enhancing intracranial mass.
+    BrainMass,
+    KidneyStone,
+}
+
+impl ImageFinding {
+    pub const ALL: [ImageFinding; 6] = [
+        Self::Consolidation,
+        Self::PleuralEffusion,
+        Self::Cardiomegaly,
+        Self::LungNodule,
+        Self::BrainMass,
+        Self::KidneyStone,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consolidation => "consolidation",
+            Self::PleuralEffusion => "pleural_effusion",
+            Self::Cardiomegaly => "cardiomegaly",
+            Self::LungNodule => "lung_nodule",
+            Self::BrainMass => "brain_mass",
+            Self::KidneyStone => "kidney_stone",
+        }
+    }
+}
+
+/// One stored image (DICOM instance or PNG/JPEG file) of a study.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagingInstance {
+    pub series_uid: String,
+    pub sop_instance_uid: String,
+    /// The original bytes, content-addressed in the object store.
+    pub object_key: ObjectKey,
+    /// DICOM Modality code (CT, MR, CR, DX, US, …), or PNG/JPEG for raster files.
+    pub source_modality: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_number: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_number: Option<i32>,
+    /// Position along the slice normal, for ordering CT/MR series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slice_position: Option<f64>,
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_syntax: Option<String>,
+    /// Known findings (synthetic studies carry their ground truth; empty = normal or unknown).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<ImageFinding>,
+    /// `Some(true)` when the pixels carry burned-in text (kept out of de-identified exports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burned_in_annotation: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -313,6 +415,9 @@ pub struct ImagingStudy {
     pub description: String,
     #[serde(default)]
     pub object_keys: Vec<ObjectKey>,
+    /// The stored images, one per DICOM instance or raster file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<ImagingInstance>,
 }
 
 impl Validate for ImagingStudy {
@@ -485,6 +590,7 @@ mod tests {
                 study_uid: Some("1.2.x".into()),
                 description: "CT chest".into(),
                 object_keys: vec![],
+                instances: vec![],
             }),
             "imaging.study_uid",
         );

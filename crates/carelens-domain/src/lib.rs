@@ -25,8 +25,8 @@ pub use document::{DocumentKind, DocumentRef, DocumentSignature};
 pub use error::{DomainError, Result};
 pub use history::{
     Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Diagnosis, Dose, HistoryEntry, HistoryKind,
-    ImagingStudy, MedicationStatement, Modality, Observation, Procedure, ProcedureKind, ReferenceRange, Source,
-    SourceKind, TherapyModality, TherapySession, Vaccination,
+    ImageFinding, ImagingInstance, ImagingStudy, MedicationStatement, Modality, Observation, Procedure, ProcedureKind,
+    ReferenceRange, Source, SourceKind, TherapyModality, TherapySession, Vaccination,
 };
 pub use ids::{
     AppointmentId, ConsentId, DocumentId, EntryId, HealthId, ObjectKey, PredictionSetId, ProviderId, ReviewId, RuleId,

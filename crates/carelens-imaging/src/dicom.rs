@@ -67,6 +67,7 @@ impl std::fmt::Debug for DicomFile {
     }
 }
 
+const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const UNCOMPRESSED: [&str; 3] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"];
@@ -100,6 +101,43 @@ impl DicomFile {
             return Err(file.unsupported_syntax());
         }
         Ok(file)
+    }
+
+    /// Whether this is a DICOMDIR (Media Storage Directory), an index of other files.
+    pub fn is_dicomdir(&self) -> bool {
+        self.info.sop_class_uid == MEDIA_STORAGE_DIRECTORY
+    }
+
+    /// The files a DICOMDIR references, relative to its folder. Components that would
+    /// leave the folder (`..`, absolute paths) are refused.
+    pub fn dicomdir_files(&self) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        let Some(records) =
+            self.obj.element_opt(tags::DIRECTORY_RECORD_SEQUENCE).ok().flatten().and_then(|e| e.items())
+        else {
+            return Ok(out);
+        };
+        for record in records {
+            let Some(id) = record.element_opt(tags::REFERENCED_FILE_ID).ok().flatten() else { continue };
+            let parts: Vec<String> = match id.to_multi_str() {
+                Ok(p) => p.iter().map(|s| s.trim().to_owned()).collect(),
+                Err(_) => continue,
+            };
+            let mut rel = PathBuf::new();
+            for part in &parts {
+                if part.is_empty() || part == "." || part == ".." || part.contains(['/', '\\']) {
+                    return Err(decode_err(
+                        &self.path,
+                        format!("DICOMDIR references an unsafe path component {part:?}"),
+                    ));
+                }
+                rel.push(part);
+            }
+            if !rel.as_os_str().is_empty() {
+                out.push(rel);
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the instance carries (7FE0,0010) pixel data (reports and plans do not).

@@ -11,6 +11,7 @@ mod error;
 mod npz;
 mod preprocess;
 mod raster;
+mod series;
 
 pub use dicom::{DicomFile, DicomInfo, is_dicom};
 pub use dicom_guard::{DicomScan, scan_dicom};
@@ -18,6 +19,7 @@ pub use error::{ImagingError, Result};
 pub use npz::{MedMnist, NpyArray, NpyDtype, read_npz};
 pub use preprocess::{Intensity, PreprocessSpec, ResizeFilter};
 pub use raster::{Image, Photometric, Voi, decode_raster};
+pub use series::{SliceKey, neighbours_25d, representative_slices, slice_order};
 
 /// Hard caps applied before allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
 
-use crate::raster::{Image, Photometric};
+use crate::raster::{Image, Photometric, Voi};
 use crate::{ImagingError, Result};
 
 /// How source values map to [0, 1] before resizing.
@@ -20,6 +20,9 @@ pub enum Intensity {
     Window { center: f32, width: f32 },
     /// Robust percentiles (MR): values below/above the percentiles clip.
     Percentile { low: f32, high: f32 },
+    /// The file's own VOI: its VOI LUT, else its window center/width (DICOM); min–max when
+    /// the image carries neither.
+    Dicom,
 }
 
 impl Intensity {
@@ -111,15 +114,24 @@ impl PreprocessSpec {
     pub fn apply(&self, image: &Image) -> Result<Array3<f32>> {
         self.validate()?;
         let gray = to_gray(image);
+        let invert = self.invert ^ (image.photometric == Photometric::Monochrome1);
+        if self.intensity == Intensity::Dicom
+            && let Some(Voi::Lut { first, table }) = &image.voi
+            && !table.is_empty()
+        {
+            let last = table.len() as f32 - 1.0;
+            let mapped = gray.mapv(|v| {
+                let x = table[(v - first).round().clamp(0.0, last) as usize].clamp(0.0, 1.0);
+                if invert { 1.0 - x } else { x }
+            });
+            return Ok(self.finish(&mapped));
+        }
         let (low, high) = match self.intensity {
-            Intensity::MinMax => {
-                let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-                for &v in &gray {
-                    lo = lo.min(v);
-                    hi = hi.max(v);
-                }
-                (lo, if hi > lo { hi } else { lo + 1.0 })
-            }
+            Intensity::Dicom => match image.voi {
+                Some(Voi::Window { center, width }) => (center - width / 2.0, center + width / 2.0),
+                _ => min_max(&gray),
+            },
+            Intensity::MinMax => min_max(&gray),
             Intensity::Range { low, high } => (low, high),
             Intensity::Window { center, width } => (center - width / 2.0, center + width / 2.0),
             Intensity::Percentile { low, high } => {
@@ -130,20 +142,33 @@ impl PreprocessSpec {
                 (lo, if hi > lo { hi } else { lo + 1.0 })
             }
         };
-        let invert = self.invert ^ (image.photometric == Photometric::Monochrome1);
         let mapped = gray.mapv(|v| {
             let x = ((v - low) / (high - low)).clamp(0.0, 1.0);
             if invert { 1.0 - x } else { x }
         });
-        let resized = resize(&mapped, self.height, self.width, self.resize);
+        Ok(self.finish(&mapped))
+    }
+
+    /// Resize, normalise and lay out channels.
+    fn finish(&self, mapped: &Array2<f32>) -> Array3<f32> {
+        let resized = resize(mapped, self.height, self.width, self.resize);
         let normalised = resized.mapv(|x| (x - self.mean) / self.std);
         let (h, w) = normalised.dim();
         let mut out = Array3::zeros((usize::from(self.channels), h, w));
         for c in 0..usize::from(self.channels) {
             out.index_axis_mut(ndarray::Axis(0), c).assign(&normalised);
         }
-        Ok(out)
+        out
     }
+}
+
+fn min_max(gray: &Array2<f32>) -> (f32, f32) {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in gray {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    (lo, if hi > lo { hi } else { lo + 1.0 })
 }
 
 /// ITU-R BT.601 luma for RGB; the first channel otherwise.
@@ -226,6 +251,23 @@ mod tests {
         let mono1 = Image { photometric: Photometric::Monochrome1, ..img };
         let inv = spec.apply(&mono1).unwrap();
         assert!((inv[[0, 0, 0]] - (1.0 - 350.0 / 1500.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dicom_intensity_uses_the_files_window_or_lut() {
+        let spec = PreprocessSpec { intensity: Intensity::Dicom, mean: 0.0, std: 1.0, ..PreprocessSpec::xray(1) };
+        let spec = PreprocessSpec { height: 1, width: 3, ..spec };
+        let px = Array2::from_shape_vec((1, 3), vec![0.0, 100.0, 200.0]).unwrap();
+        let mut img = Image::gray(px, 16);
+        // No VOI: min–max.
+        assert_eq!(spec.apply(&img).unwrap().iter().copied().collect::<Vec<_>>(), vec![0.0, 0.5, 1.0]);
+        img.voi = Some(Voi::Window { center: 100.0, width: 100.0 });
+        assert_eq!(spec.apply(&img).unwrap().iter().copied().collect::<Vec<_>>(), vec![0.0, 0.5, 1.0]);
+        img.voi = Some(Voi::Window { center: 150.0, width: 100.0 });
+        assert_eq!(spec.apply(&img).unwrap().iter().copied().collect::<Vec<_>>(), vec![0.0, 0.0, 1.0]);
+        // A LUT starting at 100: below clamps to the first entry, above to the last.
+        img.voi = Some(Voi::Lut { first: 100.0, table: vec![0.25, 0.75] });
+        assert_eq!(spec.apply(&img).unwrap().iter().copied().collect::<Vec<_>>(), vec![0.25, 0.25, 0.75]);
     }
 
     #[test]

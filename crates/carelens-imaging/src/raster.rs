@@ -66,7 +66,7 @@ impl Image {
 pub fn decode_raster(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Image> {
     let format = image::guess_format(bytes).map_err(|_| ImagingError::Unsupported {
         path: path.to_path_buf(),
-        what: "file format (not PNG or JPEG)".into(),
+        what: "file format: not DICOM Part 10, PNG or JPEG".into(),
     })?;
     let name = match format {
         image::ImageFormat::Png => "PNG",

@@ -48,6 +48,9 @@ def main(root):
                 "bits_allocated": number(ds, "BitsAllocated", 0),
                 "photometric": str(ds.get("PhotometricInterpretation", "")),
                 "modality": str(ds.get("Modality", "")),
+                "patient_id": str(ds.get("PatientID", "") or ""),
+                "issuer": str(ds.get("IssuerOfPatientID", "") or ""),
+                "sop_instance_uid": str(ds.get("SOPInstanceUID", "") or ""),
             })
     json.dump(sorted(out, key=lambda r: r["file"]), sys.stdout, indent=1)
 

@@ -289,3 +289,17 @@ fn compressed_files_match_their_uncompressed_twins() {
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn dicomdir_lists_the_files_it_indexes() {
+    let Some(dir) = data_dir() else { return };
+    let path = find(&dir, "dicomdirtests/DICOMDIR");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = DicomFile::open(&path, &bytes, &Limits::DEFAULT).unwrap();
+    assert!(file.is_dicomdir());
+    let files = file.dicomdir_files().unwrap();
+    // pydicom's own test expects 31 referenced images in this DICOMDIR.
+    assert_eq!(files.len(), 31, "{files:?}");
+    let base = path.parent().unwrap();
+    assert!(files.iter().all(|f| base.join(f).is_file()), "every referenced file exists");
+}

@@ -361,10 +361,17 @@ impl MongoStore {
                 return Err(e);
             }
         }
+        // An unknown commit result (e.g. the server went away mid-commit) may be retried, but
+        // not forever: a dead server must surface as an error, not a hang. Retrying the whole
+        // batch later is safe either way (every write is an upsert by id).
+        let mut attempts = 0u64;
         loop {
+            attempts += 1;
             match s.commit_transaction().await {
                 Ok(()) => return Ok(()),
-                Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => continue,
+                Err(e) if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) && attempts < 8 => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+                }
                 Err(e) => return Err(WriteErr::Mongo(e)),
             }
         }
@@ -442,7 +449,7 @@ impl MongoStore {
                 Err(WriteErr::Mongo(e)) => {
                     return Err(backend(
                         &self.location,
-                        "batch write failed (this transaction was not committed and no patient is half-written; retrying the batch is safe)",
+                        "batch write failed (no patient is half-written: each transaction holds whole patients; retrying the batch is safe)",
                         &e,
                     ));
                 }

@@ -166,6 +166,7 @@ impl Ctx<'_> {
                 study_uid: Some(uid),
                 description: description.into(),
                 object_keys: vec![],
+                instances: vec![],
             }),
         );
     }

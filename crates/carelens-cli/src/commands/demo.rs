@@ -5,6 +5,7 @@ use carelens_synth::Config;
 use serde::Serialize;
 
 use super::generate::{self, GenerateReport};
+use super::images::{self, SyntheticImagesReport};
 use super::stats::{self, StatsReport};
 use crate::cli::DemoArgs;
 use crate::context::Context;
@@ -17,6 +18,7 @@ pub const DEMO_SEED: u64 = 42;
 struct DemoReport {
     data_dir: String,
     population: GenerateReport,
+    images: Option<SyntheticImagesReport>,
     stats: StatsReport,
     /// What happened to the HTTP server step.
     serve: &'static str,
@@ -38,6 +40,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         },
     };
     let population = generate::generate(ctx, &config)?;
+    let images = if args.no_images { None } else { Some(images::synthesize_and_ingest(ctx, config.seed)?) };
     let stats = stats::collect(ctx, None)?;
     let serve = if args.no_serve {
         "skipped (--no-serve)"
@@ -46,11 +49,22 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         "not available yet: carelens has no HTTP server in this version"
     };
     if ctx.json {
-        return output::json(&DemoReport { data_dir: ctx.data_dir.display().to_string(), population, stats, serve });
+        return output::json(&DemoReport {
+            data_dir: ctx.data_dir.display().to_string(),
+            population,
+            images,
+            stats,
+            serve,
+        });
     }
-    outln!("\n[1/2] population");
+    outln!("\n[1/3] population");
     generate::print_human(&population);
-    outln!("\n[2/2] what the store holds");
+    outln!("\n[2/3] synthetic imaging studies");
+    match &images {
+        Some(r) => images::print_human(r),
+        None => outln!("skipped (--no-images)"),
+    }
+    outln!("\n[3/3] what the store holds");
     stats::print_human(&stats);
     outln!("\nserver: {serve}");
     outln!(

@@ -2,12 +2,14 @@
 
 mod demo;
 mod generate;
+mod images;
+mod ingest;
 mod migrate;
 mod stats;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, IngestCommand};
 use crate::context::Context;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -18,5 +20,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::run(&ctx, &args),
         Command::Stats(args) => stats::run(&ctx, &args),
         Command::Migrate(args) => migrate::run(&ctx, &args),
+        Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
     }
 }
