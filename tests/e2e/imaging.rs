@@ -51,6 +51,40 @@ fn demo_renders_labelled_studies_and_ingests_them_once() {
     let re = c.json(&["ingest", "images", folder]);
     assert_eq!((re["ingested"].as_u64(), re["duplicate"].as_u64()), (Some(0), Some(files)));
     assert_eq!(instances_in_store(&c), files);
+
+    // A de-identified export: every image, no names or Health IDs left in any byte.
+    let out = c.dir.path().join("export");
+    let out_s = out.to_str().unwrap();
+    let err = c.fails(&["export", "images", "--deidentify", "--out", out_s], 1);
+    assert!(err.contains("CARELENS_DEID_SECRET"), "{err}");
+    let err = c.fails(&["export", "images", "--out", out_s], 1);
+    assert!(err.contains("--deidentify"), "{err}");
+    let run = c
+        .command()
+        .env("CARELENS_DEID_SECRET", "e2e secret, not a real one")
+        .args(["--json", "export", "images", "--deidentify", "--out", out_s])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["exported"].as_u64(), Some(files), "{report}");
+    let labels = std::fs::read_to_string(out.join("labels.csv")).unwrap();
+    assert_eq!(labels.lines().count() as u64, files + 1);
+    let names = store_query(&c, "SELECT json_extract(body, '$.name.family') FROM patients");
+    let ids = store_query(&c, "SELECT id FROM patients");
+    // Every run of letters/digits (and UTF-8) in every exported file, checked against every
+    // patient's family name and Health ID.
+    let mut tokens = std::collections::HashSet::new();
+    for line in labels.lines().skip(1) {
+        let rel = line.split(',').nth(3).unwrap();
+        let bytes = std::fs::read(out.join(rel)).unwrap();
+        for t in bytes.split(|b| !(b.is_ascii_alphanumeric() || *b >= 0x80)).filter(|t| t.len() >= 4) {
+            tokens.insert(t.to_vec());
+        }
+    }
+    for s in names.iter().chain(&ids).filter(|s| s.len() >= 4) {
+        assert!(!tokens.contains(s.as_bytes()), "{s} left in the export");
+    }
 }
 
 fn pydicom_dir() -> Option<PathBuf> {

@@ -35,6 +35,8 @@ fn real_main() -> Result<()> {
         "test" => test(&root),
         "ci" => ci(&root),
         "bench-store" => bench_store(args.collect()),
+        "fuzz" => fuzz(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(600)),
+        "bench-imaging" => bench_imaging(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0)),
         "fixtures" => {
             // For running tests by hand: `export CARELENS_PYDICOM_DIR=$(cargo xtask fixtures)`.
             println!("{}", servers::pydicom_files(&root)?.display());
@@ -43,7 +45,7 @@ fn real_main() -> Result<()> {
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | ci | fixtures | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>"
+                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>"
             );
             bail!("unknown task `{task}`")
         }
@@ -190,6 +192,112 @@ fn bench_store(args: Vec<String>) -> Result<()> {
         .env("CARELENS_MONGOD_BIN", &installed.mongod)
         .env("CARELENS_S3S_FS_BIN", &installed.s3s_fs);
     run(&mut cmd)
+}
+
+const PEER_PACKAGES: &[&str] = &[
+    "pydicom==3.0.2",
+    "numpy==2.4.6",
+    "pillow==13.0.0",
+    "pylibjpeg==2.1.0",
+    "pylibjpeg-openjpeg==2.6.0",
+    "pylibjpeg-libjpeg==2.5.0",
+    "pylibjpeg-rle==2.2.0",
+    "pyjpegls==1.5.1",
+];
+
+/// Decode + preprocess benchmark against the Python peer, over the pydicom wheels' files
+/// that both decode. Prints files/s on one core and all cores, and the ratios.
+fn bench_imaging(root: &Path, seconds: f64) -> Result<()> {
+    let fixtures = servers::pydicom_files(root)?;
+    let work = target_dir()?.join("bench-imaging");
+    std::fs::create_dir_all(&work)?;
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures.join("expected.json"))?)?;
+    let all: Vec<String> = expected
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["pixel_data"] == true)
+        .filter_map(|e| e["file"].as_str())
+        .map(|f| fixtures.join("files").join(f).display().to_string())
+        .collect();
+    std::fs::write(work.join("all.txt"), all.join("\n"))?;
+    // The peer's environment, once.
+    let venv = target_dir()?.parent().map_or_else(|| work.join("venv"), |p| p.join("bench-venv"));
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(PEER_PACKAGES))?;
+    let peer = root.join("crates/carelens-imaging/benches/python_peer.py");
+    let bench = |args: &[&str]| -> Result<String> {
+        output(
+            cargo().args(["bench", "--locked", "-q", "-p", "carelens-imaging", "--bench", "decode", "--"]).args(args),
+        )
+    };
+    let list = |name: &str| work.join(name).display().to_string();
+    std::fs::write(work.join("rust.txt"), bench(&["probe", &list("all.txt")])?)?;
+    std::fs::write(
+        work.join("both.txt"),
+        output(Command::new(&python).arg(&peer).args(["probe", &list("rust.txt")]))?,
+    )?;
+    let n = std::fs::read_to_string(work.join("both.txt"))?.lines().count();
+    eprintln!(
+        "xtask: {} files with pixels; carelens decodes {}, both decode {n}",
+        all.len(),
+        std::fs::read_to_string(work.join("rust.txt"))?.lines().count()
+    );
+    let secs = seconds.to_string();
+    let ours: serde_json::Value = serde_json::from_str(bench(&["bench", &list("both.txt"), &secs])?.trim())?;
+    let theirs: serde_json::Value = serde_json::from_str(
+        output(Command::new(&python).arg(&peer).args(["bench", &list("both.txt"), &secs]))?.trim(),
+    )?;
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    println!("decode + preprocess to 224x224 f32, {n} real DICOM files (pydicom wheels), {seconds} s per measurement");
+    println!("{:<28} {:>14} {:>14}", "", "1 core", format!("{} cores", ours["cores"]));
+    for (name, v) in [("carelens (Rust)", &ours), ("pydicom+numpy+Pillow", &theirs)] {
+        println!("{name:<28} {:>10.1} f/s {:>10.1} f/s", f(v, "one_core_files_per_s"), f(v, "all_cores_files_per_s"));
+    }
+    println!(
+        "{:<28} {:>12.1}x {:>12.1}x",
+        "ratio",
+        f(&ours, "one_core_files_per_s") / f(&theirs, "one_core_files_per_s").max(1e-9),
+        f(&ours, "all_cores_files_per_s") / f(&theirs, "all_cores_files_per_s").max(1e-9)
+    );
+    Ok(())
+}
+
+/// Runs the DICOM ingest fuzz target for `seconds`, seeded with the pydicom wheels' files.
+fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+    let fixtures = servers::pydicom_files(root)?;
+    let corpus = root.join("fuzz/corpus/dicom_ingest");
+    std::fs::create_dir_all(&corpus)?;
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixtures.join("expected.json"))?)?;
+    let mut seeds = 0;
+    for e in expected.as_array().into_iter().flatten() {
+        let (Some(file), None) = (e["file"].as_str(), e.get("pydicom_error")) else { continue };
+        let src = fixtures.join("files").join(file);
+        // Small seeds keep executions fast; large files add little new structure.
+        if std::fs::metadata(&src).is_ok_and(|m| m.len() <= 256 * 1024) {
+            std::fs::copy(&src, corpus.join(format!("seed-{seeds:03}")))?;
+            seeds += 1;
+        }
+    }
+    eprintln!("xtask: {seeds} seed files in {}", corpus.display());
+    let target = target_dir()?.parent().map_or_else(|| root.join("fuzz/target"), |p| p.join("fuzz-target"));
+    let mut cmd = cargo();
+    cmd.current_dir(root.join("fuzz"))
+        .args(["fuzz", "run", "--fuzz-dir", ".", "dicom_ingest", "corpus/dicom_ingest", "--"])
+        .arg(format!("-max_total_time={seconds}"))
+        .args(["-rss_limit_mb=2048", "-max_len=262144", "-print_final_stats=1"])
+        // Only a stable toolchain here: allow the sanitizer flags cargo-fuzz passes.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_TARGET_DIR", target);
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().context("running cargo fuzz (install it with `cargo install cargo-fuzz`)")?;
+    if !status.success() {
+        bail!("the fuzzer found a crash, a leak or an out-of-memory input: see fuzz/artifacts/dicom_ingest/");
+    }
+    Ok(())
 }
 
 fn bench_generate(root: &Path, patients: u64) -> Result<()> {

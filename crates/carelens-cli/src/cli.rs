@@ -83,6 +83,39 @@ pub enum Command {
     /// Bring data in: `carelens ingest images PATH…`
     #[command(subcommand)]
     Ingest(IngestCommand),
+
+    /// Take data out: `carelens export images --deidentify --out DIR`
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Export every stored image de-identified, for training sets and research
+    ///
+    /// DICOM PS3.15 Basic Application Level Confidentiality Profile with modified dates:
+    /// names and IDs replaced by a pseudonym, dates shifted consistently per patient, UIDs
+    /// remapped consistently, identifying text, private elements and overlays removed;
+    /// images with burned-in annotation refused. Pseudonyms, UIDs and shifts derive from
+    /// the secret in CARELENS_DEID_SECRET (at least 16 characters), so the same secret gives
+    /// consistent exports. Writes OUT/<pseudonym>/<study>/<instance>.dcm and OUT/labels.csv.
+    Images(ExportImagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportImagesArgs {
+    /// Apply the de-identification profile (required: identified exports go through the
+    /// consent checks of the records module)
+    #[arg(long)]
+    pub deidentify: bool,
+
+    /// Output folder
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Export images whose pixels carry burned-in text too
+    #[arg(long)]
+    pub allow_burned_in: bool,
 }
 
 #[derive(Debug, Subcommand)]

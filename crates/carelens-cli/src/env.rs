@@ -11,3 +11,7 @@ pub const HOME: &str = "HOME";
 pub const CARELENS_STORE: &str = "CARELENS_STORE";
 /// Object store URL (same as `--objects`).
 pub const CARELENS_OBJECTS: &str = "CARELENS_OBJECTS";
+/// Secret key for de-identified exports: pseudonyms, remapped UIDs and date shifts are
+/// derived from it, so the same secret gives consistent exports. At least 16 characters;
+/// never commit it.
+pub const CARELENS_DEID_SECRET: &str = "CARELENS_DEID_SECRET";

@@ -149,6 +149,10 @@ impl DicomFile {
         &self.path
     }
 
+    pub(crate) fn object(&self) -> &DefaultDicomObject {
+        &self.obj
+    }
+
     fn unsupported_syntax(&self) -> ImagingError {
         ImagingError::UnsupportedTransferSyntax {
             path: self.path.clone(),

@@ -1,4 +1,5 @@
-//! A pre-scan of DICOM Part 10 bytes that runs before any decoder: it walks the element
+//! A pre-scan of DICOM Part 10 bytes that runs before any decoder (it uses only the standard
+//! data dictionary, to know which implicit-VR elements are sequences): it walks the element
 //! headers without allocating, refuses declared lengths larger than what remains of the
 //! file, and checks the image geometry against [`Limits`]. This is what stops a few-KB file
 //! from making a decoder allocate gigabytes (dicom-rs reserves declared lengths up front).
@@ -89,6 +90,12 @@ struct Container {
     explicit_outside: bool,
 }
 
+const KNOWN_VRS: [&[u8; 2]; 34] = [
+    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD", b"OF", b"OL",
+    b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US",
+    b"UT", b"UV",
+];
+
 /// Tag, VR (explicit syntaxes only), declared length.
 type Header = ((u16, u16), Option<[u8; 2]>, u32);
 
@@ -105,6 +112,15 @@ fn header(c: &mut Cursor<'_>, explicit: bool) -> Result<Header> {
     }
     let vr_bytes = c.take(2)?;
     let vr = [vr_bytes[0], vr_bytes[1]];
+    if !KNOWN_VRS.contains(&&vr) {
+        // Decoders disagree on how long an unknown VR's header is (dicom-rs reads a 4-byte
+        // length, found by the fuzz target): refuse rather than guess.
+        return Err(c.malformed(format!(
+            "element ({group:04X},{element:04X}) has an invalid VR {:?} at byte {}",
+            String::from_utf8_lossy(&vr),
+            c.pos - 2
+        )));
+    }
     let long = matches!(
         &vr,
         b"OB" | b"OW" | b"OF" | b"OD" | b"OL" | b"OV" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR" | b"SV" | b"UV"
@@ -222,6 +238,7 @@ fn scan_dataset(path: &Path, bytes: &[u8], explicit: bool, big_endian: bool, lim
             }
             (0xFFFE, 0xE000) if in_fragments => {
                 check_len(&c, tag, len)?;
+                check_within(&c, &stack, tag, len)?;
                 c.take(len as usize)?;
                 continue;
             }
@@ -230,6 +247,7 @@ fn scan_dataset(path: &Path, bytes: &[u8], explicit: bool, big_endian: bool, lim
                     None
                 } else {
                     check_len(&c, tag, len)?;
+                    check_within(&c, &stack, tag, len)?;
                     Some(c.pos + len as usize)
                 };
                 stack.push(Container { kind: Kind::Item, end, explicit_outside: explicit });
@@ -246,15 +264,24 @@ fn scan_dataset(path: &Path, bytes: &[u8], explicit: bool, big_endian: bool, lim
                     scan.encapsulated = true;
                 }
                 stack.push(Container { kind: Kind::Fragments, end: None, explicit_outside: explicit });
+            } else if is_un {
+                // A sequence of unknown VR, implicit VR inside (PS3.5 6.2.2): dicom-rs reads it
+                // as explicit and can take bytes for a multi-gigabyte length (found by the fuzz
+                // target), so it is refused here rather than handed on.
+                return Err(c.malformed(format!(
+                    "element ({:04X},{:04X}) is a sequence of unknown VR (UN, undefined length), which this build does not read",
+                    tag.0, tag.1
+                )));
             } else {
                 stack.push(Container { kind: Kind::Sequence, end: None, explicit_outside: explicit });
-                if is_un {
-                    explicit = false;
-                }
             }
             continue;
         }
         check_len(&c, tag, len)?;
+        check_within(&c, &stack, tag, len)?;
+        // Implicit VR names no VR: decoders take it from the dictionary, so a defined-length
+        // sequence there is walked too (dicom-rs does, and would trust lengths inside it).
+        let is_sq = is_sq || (vr.is_none() && implicit_sequence(tag));
         if is_sq {
             stack.push(Container { kind: Kind::Sequence, end: Some(c.pos + len as usize), explicit_outside: explicit });
             continue;
@@ -288,6 +315,27 @@ fn scan_dataset(path: &Path, bytes: &[u8], explicit: bool, big_endian: bool, lim
 
 fn too_large(path: &Path, what: &'static str, value: u64, limit: u64) -> ImagingError {
     ImagingError::TooLarge { path: PathBuf::from(path), what, value, limit }
+}
+
+/// A value must also end inside the sequence or item that holds it.
+fn check_within(c: &Cursor<'_>, stack: &[Container], tag: (u16, u16), len: u32) -> Result<()> {
+    if let Some(end) = stack.iter().rev().find_map(|t| t.end)
+        && c.pos + len as usize > end
+    {
+        return Err(c.malformed(format!(
+            "element ({:04X},{:04X}) declares {len} bytes, past the end of the sequence item holding it",
+            tag.0, tag.1
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the standard dictionary says `tag` is a sequence (for implicit VR).
+fn implicit_sequence(tag: (u16, u16)) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(tag.0, tag.1))
+        .is_some_and(|e| matches!(e.vr(), VirtualVr::Exact(dicom_core::VR::SQ)))
 }
 
 fn check_len(c: &Cursor<'_>, tag: (u16, u16), len: u32) -> Result<()> {

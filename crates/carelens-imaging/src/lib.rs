@@ -5,6 +5,7 @@
 //! [`Limits`] *before* allocating, so a small hostile file cannot make carelens allocate
 //! gigabytes.
 
+mod deid;
 mod dicom;
 mod dicom_guard;
 mod error;
@@ -13,12 +14,13 @@ mod preprocess;
 mod raster;
 mod series;
 
+pub use deid::{DeidConfig, Deidentified, pseudonym, remap_uid};
 pub use dicom::{DicomFile, DicomInfo, is_dicom};
 pub use dicom_guard::{DicomScan, scan_dicom};
 pub use error::{ImagingError, Result};
 pub use npz::{MedMnist, NpyArray, NpyDtype, read_npz};
 pub use preprocess::{Intensity, PreprocessSpec, ResizeFilter};
-pub use raster::{Image, Photometric, Voi, decode_raster};
+pub use raster::{Image, Photometric, Voi, decode_raster, encode_png};
 pub use series::{SliceKey, neighbours_25d, representative_slices, slice_order};
 
 /// Hard caps applied before allocation.

@@ -139,6 +139,46 @@ impl ImagingError {
     }
 }
 
+/// Encodes an image as PNG (8-bit, or 16-bit when more bits are stored), carrying no
+/// metadata: used to strip exports of whatever the original file held besides pixels.
+pub fn encode_png(image: &Image) -> Result<Vec<u8>> {
+    let (c, h, w) = image.pixels.dim();
+    let wide = image.bits_stored > 8;
+    let max = if wide { 65_535.0 } else { 255.0 };
+    let mut out = Vec::new();
+    let enc_err = |e: image::ImageError| ImagingError::Decode {
+        path: std::path::PathBuf::from("png"),
+        format: "PNG",
+        detail: e.to_string(),
+    };
+    let rgb = c >= 3;
+    let px = |y: usize, x: usize, ch: usize| image.pixels[[ch.min(c - 1), y, x]].round().clamp(0.0, max);
+    let channels = if rgb { 3 } else { 1 };
+    let encoder = image::codecs::png::PngEncoder::new(&mut out);
+    use image::ImageEncoder;
+    let color = match (rgb, wide) {
+        (false, false) => image::ExtendedColorType::L8,
+        (false, true) => image::ExtendedColorType::L16,
+        (true, false) => image::ExtendedColorType::Rgb8,
+        (true, true) => image::ExtendedColorType::Rgb16,
+    };
+    let mut buf = Vec::with_capacity(h * w * channels * if wide { 2 } else { 1 });
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..channels {
+                let v = px(y, x, ch);
+                if wide {
+                    buf.extend_from_slice(&(v as u16).to_ne_bytes()); // the encoder takes native order
+                } else {
+                    buf.push(v as u8);
+                }
+            }
+        }
+    }
+    encoder.write_image(&buf, w as u32, h as u32, color).map_err(enc_err)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -188,5 +228,18 @@ mod tests {
         let big = png_gray16(64, 64, |_, _| 1);
         let err = decode_raster(p, &big, &small).unwrap_err().to_string();
         assert!(err.contains("exceeds carelens limits"), "{err}");
+    }
+
+    #[test]
+    fn png_export_round_trips_8_and_16_bit() {
+        let gray = Image::gray(ndarray::Array2::from_shape_fn((5, 7), |(y, x)| (y * 7 + x) as f32 * 1000.0), 16);
+        let mut rgb = Image::gray(ndarray::Array2::zeros((3, 4)), 8);
+        rgb.pixels = ndarray::Array3::from_shape_fn((3, 3, 4), |(c, y, x)| (c * 50 + y * 10 + x) as f32);
+        rgb.photometric = Photometric::Rgb;
+        for img in [gray, rgb] {
+            let png = encode_png(&img).unwrap();
+            let back = decode_raster(Path::new("x.png"), &png, &Limits::DEFAULT).unwrap();
+            assert_eq!(back.pixels, img.pixels);
+        }
     }
 }

@@ -39,7 +39,7 @@ const REFUSED: &[(&str, &str)] = &[
     // A JPEG 2000 codestream with an embedded sequence delimiter: openjp2 rejects it.
     ("test_files/JPEG2000-embedded-sequence-delimiter.dcm", "JPEG 2000"),
     // Dataset written in implicit VR under an explicit-VR transfer syntax.
-    ("test_files/SC_rgb_jpeg.dcm", "declares"),
+    ("test_files/SC_rgb_jpeg.dcm", "invalid VR"),
     // Truncated pixel data: refused by the pre-scan.
     ("test_files/MR_truncated.dcm", "truncated or hostile"),
     // NumberOfFrames "1A" is not a number.
@@ -55,7 +55,7 @@ const REFUSED: &[(&str, &str)] = &[
 
 /// Header-only files that the parser refuses (pydicom reads them; they hold no image).
 const REFUSED_NO_PIXELS: &[(&str, &str)] = &[
-    ("test_files/UN_sequence.dcm", "cannot parse"),
+    ("test_files/UN_sequence.dcm", "unknown VR (UN, undefined length)"),
     ("test_files/no_meta_group_length.dcm", "cannot parse"),
     ("test_files/rtplan_truncated.dcm", "truncated or hostile"),
     ("dicomdirtests/DICOMDIR-nooffset", "truncated or hostile"),
@@ -302,4 +302,33 @@ fn dicomdir_lists_the_files_it_indexes() {
     assert_eq!(files.len(), 31, "{files:?}");
     let base = path.parent().unwrap();
     assert!(files.iter().all(|f| base.join(f).is_file()), "every referenced file exists");
+}
+
+#[test]
+fn deidentified_real_files_keep_their_pixels_in_every_syntax() {
+    let Some(dir) = data_dir() else { return };
+    let cfg = carelens_imaging::DeidConfig { secret: b"pydicom test secret, 32 bytes..", allow_burned_in: false };
+    for name in [
+        "test_files/CT_small.dcm",
+        "test_files/MR_small_bigendian.dcm",
+        "test_files/MR_small_implicit.dcm",
+        "test_files/MR_small_RLE.dcm",
+        "test_files/MR_small_jp2klossless.dcm",
+        "test_files/MR_small_jpeg_ls_lossless.dcm",
+        "test_files/SC_rgb_jpeg_dcmtk.dcm",
+        "test_files/image_dfl.dcm",
+        "data/emri_small.dcm",
+        "test_files/rtdose.dcm",
+    ] {
+        let path = find(&dir, name);
+        let bytes = std::fs::read(&path).unwrap();
+        let src = DicomFile::open(&path, &bytes, &Limits::DEFAULT).unwrap();
+        let out = src.deidentify(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let de = DicomFile::open(&path, &out.bytes, &Limits::DEFAULT).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(de.info.transfer_syntax, src.info.transfer_syntax, "{name}");
+        assert_eq!(de.frames().unwrap(), src.frames().unwrap(), "{name}: pixels changed");
+        if let Some(pid) = src.info.patient_id.as_deref().filter(|p| p.len() >= 4) {
+            assert!(!out.bytes.windows(pid.len()).any(|w| w == pid.as_bytes()), "{name}: PatientID survived");
+        }
+    }
 }

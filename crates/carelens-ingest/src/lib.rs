@@ -3,9 +3,11 @@
 //!
 //! Knows the `Store`/`ObjectStore` traits only, never a backend.
 
+mod export;
 mod ingest;
 mod mapping;
 
+pub use export::{ExportProblem, ExportReport, export_deidentified};
 pub use ingest::{FileReport, IngestOptions, IngestReport, Outcome, Progress, Silent, collect_files, ingest, uid_from};
 pub use mapping::{Manifest, ManifestRow, PatientMap, load_labels};
 

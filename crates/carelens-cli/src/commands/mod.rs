@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod demo;
+mod export;
 mod generate;
 mod images;
 mod ingest;
@@ -9,7 +10,7 @@ mod stats;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, IngestCommand};
+use crate::cli::{Cli, Command, ExportCommand, IngestCommand};
 use crate::context::Context;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -21,5 +22,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stats(args) => stats::run(&ctx, &args),
         Command::Migrate(args) => migrate::run(&ctx, &args),
         Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
+        Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),
     }
 }
