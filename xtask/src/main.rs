@@ -246,23 +246,64 @@ fn bench_imaging(root: &Path, seconds: f64) -> Result<()> {
         all.len(),
         std::fs::read_to_string(work.join("rust.txt"))?.lines().count()
     );
-    let secs = seconds.to_string();
-    let ours: serde_json::Value = serde_json::from_str(bench(&["bench", &list("both.txt"), &secs])?.trim())?;
-    let theirs: serde_json::Value = serde_json::from_str(
-        output(Command::new(&python).arg(&peer).args(["bench", &list("both.txt"), &secs]))?.trim(),
-    )?;
-    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
-    println!("decode + preprocess to 224x224 f32, {n} real DICOM files (pydicom wheels), {seconds} s per measurement");
-    println!("{:<28} {:>14} {:>14}", "", "1 core", format!("{} cores", ours["cores"]));
-    for (name, v) in [("carelens (Rust)", &ours), ("pydicom+numpy+Pillow", &theirs)] {
-        println!("{name:<28} {:>10.1} f/s {:>10.1} f/s", f(v, "one_core_files_per_s"), f(v, "all_cores_files_per_s"));
+    // Per transfer-syntax group, then all together: codecs differ more than anything else.
+    let syntax: std::collections::HashMap<String, String> = expected
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let path = fixtures.join("files").join(e["file"].as_str()?).display().to_string();
+            Some((path, e["transfer_syntax"].as_str()?.to_owned()))
+        })
+        .collect();
+    let group_of = |ts: &str| match ts {
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99" => {
+            "uncompressed"
+        }
+        "1.2.840.10008.1.2.5" => "RLE",
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "JPEG 2000",
+        _ => "JPEG, JPEG-LS",
+    };
+    let both: Vec<String> = std::fs::read_to_string(work.join("both.txt"))?.lines().map(str::to_owned).collect();
+    let mut groups: Vec<(&str, Vec<String>)> =
+        ["uncompressed", "JPEG, JPEG-LS", "RLE", "JPEG 2000"].iter().map(|g| (*g, Vec::new())).collect();
+    for f in &both {
+        let g = group_of(syntax.get(f).map(String::as_str).unwrap_or_default());
+        if let Some((_, files)) = groups.iter_mut().find(|(name, _)| *name == g) {
+            files.push(f.clone());
+        }
     }
-    println!(
-        "{:<28} {:>12.1}x {:>12.1}x",
-        "ratio",
-        f(&ours, "one_core_files_per_s") / f(&theirs, "one_core_files_per_s").max(1e-9),
-        f(&ours, "all_cores_files_per_s") / f(&theirs, "all_cores_files_per_s").max(1e-9)
-    );
+    groups.push(("all", both.clone()));
+    let secs = seconds.to_string();
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let mut table = vec![format!(
+        "decode + preprocess to 224x224 f32, real DICOM files from the pydicom wheels, {seconds} s per measurement, files/s"
+    )];
+    table.push(format!(
+        "{:<16} {:>5} | {:>10} {:>10} {:>6} | {:>10} {:>10} {:>6}",
+        "group", "files", "Rust 1c", "Python 1c", "ratio", "Rust all", "Python all", "ratio"
+    ));
+    for (name, files) in &groups {
+        if files.is_empty() {
+            continue;
+        }
+        let list = work.join(format!("group-{}.txt", name.replace([' ', ','], "_")));
+        std::fs::write(&list, files.join("\n"))?;
+        let list = list.display().to_string();
+        let ours: serde_json::Value = serde_json::from_str(bench(&["bench", &list, &secs])?.trim())?;
+        let theirs: serde_json::Value =
+            serde_json::from_str(output(Command::new(&python).arg(&peer).args(["bench", &list, &secs]))?.trim())?;
+        let (r1, p1) = (f(&ours, "one_core_files_per_s"), f(&theirs, "one_core_files_per_s"));
+        let (ra, pa) = (f(&ours, "all_cores_files_per_s"), f(&theirs, "all_cores_files_per_s"));
+        table.push(format!(
+            "{name:<16} {:>5} | {r1:>10.1} {p1:>10.1} {:>5.1}x | {ra:>10.1} {pa:>10.1} {:>5.1}x",
+            files.len(),
+            r1 / p1.max(1e-9),
+            ra / pa.max(1e-9)
+        ));
+        eprintln!("{}", table.last().map(String::as_str).unwrap_or_default());
+    }
+    println!("{}", table.join("\n"));
     Ok(())
 }
 

@@ -390,7 +390,28 @@ impl DicomFile {
             photometric = Photometric::Rgb;
         } else if spp == 1 {
             let (slope, intercept) = raw.rescale.unwrap_or((1.0, 0.0));
-            pixels = Array3::from_shape_fn((1, rows, cols), |(_, y, x)| sample(y * cols + x) * slope + intercept);
+            let stored = u32::from(bits_stored).min(u32::from(bits_allocated));
+            // Fast paths for the common 8/16-bit layouts; the general sampler otherwise.
+            let values: Vec<f32> = match (bits_allocated, signed) {
+                (16, false) => {
+                    let mask = ((1u32 << stored) - 1) as u16;
+                    data[..n * 2]
+                        .chunks_exact(2)
+                        .map(|c| f32::from(u16::from_le_bytes([c[0], c[1]]) & mask) * slope + intercept)
+                        .collect()
+                }
+                (16, true) => {
+                    let shift = 16 - stored.clamp(1, 16);
+                    data[..n * 2]
+                        .chunks_exact(2)
+                        .map(|c| f32::from((i16::from_le_bytes([c[0], c[1]]) << shift) >> shift) * slope + intercept)
+                        .collect()
+                }
+                (8, false) => data[..n].iter().map(|&b| f32::from(b) * slope + intercept).collect(),
+                _ => (0..n).map(|i| sample(i) * slope + intercept).collect(),
+            };
+            pixels = Array3::from_shape_vec((1, rows, cols), values)
+                .map_err(|e| decode_err(&self.path, format!("frame {frame}: {e}")))?;
             photometric = if pi == "MONOCHROME1" { Photometric::Monochrome1 } else { Photometric::Monochrome2 };
         } else if spp == 3 {
             let idx = |c: usize, p: usize| if planar { c * rows * cols + p } else { p * 3 + c };

@@ -61,7 +61,8 @@ pub struct PreprocessSpec {
 }
 
 impl PreprocessSpec {
-    pub const VERSION: u32 = 1;
+    /// 2: own separable resampler (1 used `image::imageops::resize`).
+    pub const VERSION: u32 = 2;
 
     /// A 1-channel spec for 8-bit radiographs (MedMNIST, PNG exports).
     pub fn xray(size: u32) -> Self {
@@ -129,9 +130,9 @@ impl PreprocessSpec {
         let (low, high) = match self.intensity {
             Intensity::Dicom => match image.voi {
                 Some(Voi::Window { center, width }) => (center - width / 2.0, center + width / 2.0),
-                _ => min_max(&gray),
+                _ => min_max(&gray.view()),
             },
-            Intensity::MinMax => min_max(&gray),
+            Intensity::MinMax => min_max(&gray.view()),
             Intensity::Range { low, high } => (low, high),
             Intensity::Window { center, width } => (center - width / 2.0, center + width / 2.0),
             Intensity::Percentile { low, high } => {
@@ -162,7 +163,7 @@ impl PreprocessSpec {
     }
 }
 
-fn min_max(gray: &Array2<f32>) -> (f32, f32) {
+fn min_max(gray: &ndarray::ArrayView2<'_, f32>) -> (f32, f32) {
     let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
     for &v in gray {
         lo = lo.min(v);
@@ -172,33 +173,110 @@ fn min_max(gray: &Array2<f32>) -> (f32, f32) {
 }
 
 /// ITU-R BT.601 luma for RGB; the first channel otherwise.
-fn to_gray(image: &Image) -> Array2<f32> {
+fn to_gray(image: &Image) -> ndarray::CowArray<'_, f32, ndarray::Ix2> {
     let p = &image.pixels;
     if image.photometric == Photometric::Rgb && p.shape()[0] >= 3 {
         let (r, g, b) =
             (p.index_axis(ndarray::Axis(0), 0), p.index_axis(ndarray::Axis(0), 1), p.index_axis(ndarray::Axis(0), 2));
-        ndarray::Zip::from(&r).and(&g).and(&b).map_collect(|&r, &g, &b| 0.299 * r + 0.587 * g + 0.114 * b)
+        ndarray::Zip::from(&r).and(&g).and(&b).map_collect(|&r, &g, &b| 0.299 * r + 0.587 * g + 0.114 * b).into()
     } else {
-        p.index_axis(ndarray::Axis(0), 0).to_owned()
+        // A view: no copy of a large single-channel image.
+        p.index_axis(ndarray::Axis(0), 0).into()
     }
 }
 
+/// Separable resampling with precomputed weights (as Pillow does): when shrinking, the filter
+/// support widens by the scale factor, so every source pixel contributes (antialiasing).
+/// Our own code rather than `image::imageops::resize`, which goes through a 4-channel
+/// intermediate for `f32` and was 6x slower, and whose output could change with its version.
 fn resize(a: &Array2<f32>, height: u32, width: u32, filter: ResizeFilter) -> Array2<f32> {
     let (h, w) = a.dim();
-    if (h as u32, w as u32) == (height, width) {
+    let (oh, ow) = (height as usize, width as usize);
+    if (h, w) == (oh, ow) {
         return a.clone();
     }
-    let buf: image::ImageBuffer<image::Luma<f32>, Vec<f32>> =
-        image::ImageBuffer::from_raw(w as u32, h as u32, a.iter().copied().collect())
-            .unwrap_or_else(|| image::ImageBuffer::new(w as u32, h as u32));
-    let f = match filter {
-        ResizeFilter::Triangle => image::imageops::FilterType::Triangle,
-        ResizeFilter::Lanczos3 => image::imageops::FilterType::Lanczos3,
-        ResizeFilter::Nearest => image::imageops::FilterType::Nearest,
-    };
-    let out = image::imageops::resize(&buf, width, height, f);
-    Array2::from_shape_vec((height as usize, width as usize), out.into_raw())
-        .unwrap_or_else(|_| Array2::zeros((height as usize, width as usize)))
+    let src = a.as_standard_layout();
+    let src = src.as_slice().unwrap_or(&[]);
+    // Horizontal pass: h × ow.
+    let wx = Weights::new(w, ow, filter);
+    let mut tmp = vec![0f32; h * ow];
+    for y in 0..h {
+        let row = &src[y * w..(y + 1) * w];
+        let out = &mut tmp[y * ow..(y + 1) * ow];
+        for (x, o) in out.iter_mut().enumerate() {
+            let (start, ws) = wx.at(x);
+            *o = row[start..start + ws.len()].iter().zip(ws).map(|(p, k)| p * k).sum();
+        }
+    }
+    // Vertical pass: oh × ow, row by row (contiguous, vectorisable).
+    let wy = Weights::new(h, oh, filter);
+    let mut out = vec![0f32; oh * ow];
+    for y in 0..oh {
+        let (start, ws) = wy.at(y);
+        let dst = &mut out[y * ow..(y + 1) * ow];
+        for (j, k) in ws.iter().enumerate() {
+            let row = &tmp[(start + j) * ow..(start + j + 1) * ow];
+            for (d, s) in dst.iter_mut().zip(row) {
+                *d += k * s;
+            }
+        }
+    }
+    Array2::from_shape_vec((oh, ow), out).unwrap_or_else(|_| Array2::zeros((oh, ow)))
+}
+
+/// For each output index: the first source index and the normalised weights from there.
+struct Weights {
+    start: Vec<usize>,
+    offsets: Vec<usize>,
+    weights: Vec<f32>,
+}
+
+impl Weights {
+    fn new(in_len: usize, out_len: usize, filter: ResizeFilter) -> Self {
+        let scale = in_len as f64 / out_len as f64;
+        let stretch = scale.max(1.0);
+        let (support, kernel): (f64, fn(f64) -> f64) = match filter {
+            ResizeFilter::Triangle => (1.0, |x| (1.0 - x.abs()).max(0.0)),
+            ResizeFilter::Lanczos3 => (3.0, |x| {
+                if x == 0.0 {
+                    1.0
+                } else if x.abs() < 3.0 {
+                    let px = std::f64::consts::PI * x;
+                    3.0 * px.sin() * (px / 3.0).sin() / (px * px)
+                } else {
+                    0.0
+                }
+            }),
+            ResizeFilter::Nearest => (0.0, |_| 1.0),
+        };
+        let mut w = Self { start: Vec::with_capacity(out_len), offsets: vec![0], weights: Vec::new() };
+        for i in 0..out_len {
+            let center = (i as f64 + 0.5) * scale;
+            if filter == ResizeFilter::Nearest {
+                w.start.push((center as usize).min(in_len - 1));
+                w.weights.push(1.0);
+                w.offsets.push(w.weights.len());
+                continue;
+            }
+            let reach = support * stretch;
+            let lo = ((center - reach).floor().max(0.0)) as usize;
+            let hi = ((center + reach).ceil() as usize).min(in_len).max(lo + 1);
+            let ks: Vec<f64> = (lo..hi).map(|j| kernel((j as f64 + 0.5 - center) / stretch)).collect();
+            let total: f64 = ks.iter().sum();
+            w.start.push(lo);
+            if total.abs() < 1e-12 {
+                w.weights.extend(std::iter::repeat_n(1.0 / ks.len() as f32, ks.len()));
+            } else {
+                w.weights.extend(ks.iter().map(|k| (k / total) as f32));
+            }
+            w.offsets.push(w.weights.len());
+        }
+        w
+    }
+
+    fn at(&self, i: usize) -> (usize, &[f32]) {
+        (self.start[i], &self.weights[self.offsets[i]..self.offsets[i + 1]])
+    }
 }
 
 #[cfg(test)]
