@@ -55,7 +55,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole product on the embedded default: create (or reuse) a data directory,
-    /// generate a demo population, and report what is there
+    /// generate a demo population, render and ingest its imaging studies, and report what is there
     ///
     /// Every module adds its step here, so `carelens demo` always shows the whole product.
     Demo(DemoArgs),
