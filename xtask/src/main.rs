@@ -38,8 +38,9 @@ fn real_main() -> Result<()> {
         "fuzz" => fuzz(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(600)),
         "bench-imaging" => bench_imaging(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0)),
         "fixtures" => {
-            // For running tests by hand: `export CARELENS_PYDICOM_DIR=$(cargo xtask fixtures)`.
-            println!("{}", servers::pydicom_files(&root)?.display());
+            // For running tests by hand: `export $(cargo xtask fixtures)`.
+            println!("CARELENS_PYDICOM_DIR={}", servers::pydicom_files(&root)?.display());
+            println!("CARELENS_WDBC_CSV={}", servers::wdbc_csv()?.display());
             Ok(())
         }
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
@@ -114,6 +115,7 @@ fn test(root: &Path) -> Result<()> {
         .env("CARELENS_S3S_FS_BIN", &installed.s3s_fs)
         .env("CARELENS_REQUIRE_SERVERS", "1");
     cmd.env("CARELENS_PYDICOM_DIR", servers::pydicom_files(root)?);
+    cmd.env("CARELENS_WDBC_CSV", servers::wdbc_csv()?);
     if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
         let shared = root.join("../shared/datasets");
         if shared.is_dir() {

@@ -130,6 +130,49 @@ pub fn pydicom_files(root: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+const SKLEARN_WHEEL: &str = "scikit_learn-1.7.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl";
+const SKLEARN_SHA256: &str = "89877e19a80c7b11a2891a27c21c4894fb18e2c2e077815bcade10d34287b20d";
+
+/// The Wisconsin diagnostic breast-cancer data (569 × 30, UCI; shipped inside the
+/// scikit-learn wheel as `sklearn/datasets/data/breast_cancer.csv` with a count header and no
+/// names). Written once as a plain CSV with named columns and a `diagnosis` column
+/// (`malignant`/`benign`). Returns its path.
+pub fn wdbc_csv() -> Result<PathBuf> {
+    let dir = servers_dir().join("wdbc");
+    let csv = dir.join("wdbc.csv");
+    if csv.is_file() {
+        return Ok(csv);
+    }
+    let wheels = servers_dir().join("wheels");
+    let wheel = wheels.join(SKLEARN_WHEEL);
+    if !wheel.is_file() {
+        run(Command::new("python3")
+            .args(["-m", "pip", "download", "--no-deps", "--quiet", "--only-binary=:all:"])
+            .args(["--python-version", "3.11", "--platform", "manylinux2014_x86_64", "scikit-learn==1.7.2", "-d"])
+            .arg(&wheels))?;
+    }
+    let got = sha256(&wheel)?;
+    if got != SKLEARN_SHA256 {
+        bail!("{} has sha256 {got}, expected {SKLEARN_SHA256}; delete it and retry", wheel.display());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let script = r#"
+import sys, zipfile
+raw = zipfile.ZipFile(sys.argv[1]).read("sklearn/datasets/data/breast_cancer.csv").decode().splitlines()
+stats = ["radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity",
+         "concave points", "symmetry", "fractal dimension"]
+names = [f"{k} {s}" if k != "error" else f"{s} error" for k in ("mean", "error", "worst") for s in stats]
+classes = raw[0].split(",")[2:]
+out = [",".join(names + ["diagnosis"])]
+for line in raw[1:]:
+    cells = line.split(",")
+    out.append(",".join(cells[:-1] + [classes[int(cells[-1])]]))
+open(sys.argv[2], "w").write(chr(10).join(out) + chr(10))
+"#;
+    run(Command::new("python3").arg("-c").arg(script).arg(&wheel).arg(&csv))?;
+    Ok(csv)
+}
+
 /// Installs (if needed) both servers and prints their versions.
 pub fn install() -> Result<Installed> {
     let dir = servers_dir();

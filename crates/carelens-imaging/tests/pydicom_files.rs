@@ -4,7 +4,7 @@
 //! frames pydicom reads from its header, or be refused with the error documented below.
 //! Compressed files with an uncompressed twin are compared pixel by pixel.
 //!
-//! By hand: `export CARELENS_PYDICOM_DIR=$(cargo xtask fixtures)`.
+//! By hand: `export $(cargo xtask fixtures)`.
 
 #![allow(clippy::unwrap_used)]
 

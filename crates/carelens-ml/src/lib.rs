@@ -6,11 +6,13 @@
 
 mod calibration;
 mod metrics;
+mod table;
 
 pub use calibration::Calibrator;
 pub use metrics::{
     Bin, Confusion, Interval, ThresholdRule, auroc, auroc_ci, brier, calibration_error, choose_threshold,
 };
+pub use table::{Column, ColumnData, ColumnReport, MISSING, Table, read_csv};
 
 use serde::{Deserialize, Serialize};
 

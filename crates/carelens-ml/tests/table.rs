@@ -1,0 +1,59 @@
+//! CSV loading: the real WDBC file (from the scikit-learn wheel, via CARELENS_WDBC_CSV) and a
+//! deliberately messy one.
+
+#![allow(clippy::unwrap_used)]
+
+use carelens_ml::{ColumnData, MlError, read_csv};
+
+#[test]
+fn wdbc_loads_with_the_published_shape_and_class_counts() {
+    let Some(path) = std::env::var_os("CARELENS_WDBC_CSV") else {
+        assert!(std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(), "CARELENS_WDBC_CSV not set");
+        eprintln!("SKIPPED: CARELENS_WDBC_CSV not set (run `cargo xtask test`)");
+        return;
+    };
+    let (table, reports) = read_csv(std::path::Path::new(&path), "diagnosis", None).unwrap();
+    assert_eq!((table.rows(), table.columns.len()), (569, 30));
+    assert_eq!(table.positive_class, "malignant");
+    assert_eq!(table.target.iter().filter(|&&t| t).count(), 212, "212 malignant, 357 benign");
+    assert!(table.columns.iter().all(|c| matches!(c.data, ColumnData::Numeric(_))));
+    // Concavity is legitimately 0 for 13 tumours: no "0 means missing" warning for it.
+    let concavity = reports.iter().find(|r| r.column == "mean concavity").unwrap();
+    assert_eq!(concavity.zeros, 13);
+    assert!(concavity.warnings.is_empty(), "{concavity:?}");
+}
+
+#[test]
+fn messy_columns_are_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("messy.csv");
+    std::fs::write(
+        &p,
+        "age,bp,smoker,glucose,outcome\n\
+         54,80,yes,5.1,1\n\
+         61,?,no,abc,0\n\
+         47,0,no,6.0,0\n\
+         70,95,,7.2,1\n\
+         38,72,yes,4.9,\n\
+         66,88,no,5.5,0\n",
+    )
+    .unwrap();
+    let (table, reports) = read_csv(&p, "outcome", None).unwrap();
+    assert_eq!(table.rows(), 5, "the row without an outcome is dropped");
+    assert_eq!(table.positive_class, "1");
+    let get = |c: &str| reports.iter().find(|r| r.column == c).unwrap();
+    assert_eq!(get("bp").missing, 1);
+    assert!(get("bp").warnings.iter().any(|w| w.contains("if 0 means")), "{:?}", get("bp"));
+    assert_eq!((get("glucose").non_numeric, get("glucose").first_non_numeric_line), (1, Some(3)));
+    assert!(get("glucose").warnings.iter().all(|w| !w.contains("abc")), "cell values are never echoed");
+    assert_eq!(get("smoker").kind, "categorical");
+    assert_eq!(get("smoker").missing, 1);
+    assert!(get("outcome").warnings[0].contains("1 rows without a target value"));
+
+    let err = read_csv(&p, "diagnosis", None).unwrap_err().to_string();
+    assert!(err.contains("messy.csv") && err.contains("no column `diagnosis`") && err.contains("age, bp"), "{err}");
+    std::fs::write(&p, "x,y\n1,a\n2,a\n").unwrap();
+    assert!(matches!(read_csv(&p, "y", None), Err(MlError::SingleClass { .. })));
+    std::fs::write(&p, "x,y\n1,a\n2,b\n3,c\n").unwrap();
+    assert!(read_csv(&p, "y", None).unwrap_err().to_string().contains("3 classes"));
+}
