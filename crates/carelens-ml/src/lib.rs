@@ -7,12 +7,14 @@
 mod calibration;
 mod metrics;
 mod table;
+mod tabular;
 
 pub use calibration::Calibrator;
 pub use metrics::{
     Bin, Confusion, Interval, ThresholdRule, auroc, auroc_ci, brier, calibration_error, choose_threshold,
 };
 pub use table::{Column, ColumnData, ColumnReport, MISSING, Table, read_csv};
+pub use tabular::{FeatureColumn, FeatureSchema, LogisticModel, cross_validate, stratified_folds};
 
 use serde::{Deserialize, Serialize};
 

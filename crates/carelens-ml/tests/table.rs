@@ -57,3 +57,42 @@ fn messy_columns_are_reported_not_fatal() {
     std::fs::write(&p, "x,y\n1,a\n2,b\n3,c\n").unwrap();
     assert!(read_csv(&p, "y", None).unwrap_err().to_string().contains("3 classes"));
 }
+
+#[test]
+fn wdbc_logistic_regression_reaches_the_published_auc_in_10_fold_cv() {
+    let Some(path) = std::env::var_os("CARELENS_WDBC_CSV") else {
+        assert!(std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(), "CARELENS_WDBC_CSV not set");
+        return;
+    };
+    let (table, _) = read_csv(std::path::Path::new(&path), "diagnosis", None).unwrap();
+    let oof = carelens_ml::cross_validate(&table, 10, 1.0, 42).unwrap();
+    let auc = carelens_ml::auroc_ci(&oof, &table.target, 1000, 42).unwrap();
+    let t = carelens_ml::choose_threshold(&oof, &table.target, carelens_ml::ThresholdRule::Youden).unwrap();
+    let acc = carelens_ml::Confusion::at(&oof, &table.target, t).unwrap().accuracy();
+    eprintln!("WDBC 10-fold logistic regression: AUROC {auc:?}, accuracy {acc:.3} at {t:.3}");
+    // Published: ≈ 0.996 AUC / 0.979 accuracy (10-fold). Floor with margin for fold luck.
+    assert!(auc.estimate >= 0.99, "{auc:?}");
+    assert!(acc >= 0.96, "{acc}");
+    assert_eq!(oof, carelens_ml::cross_validate(&table, 10, 1.0, 42).unwrap(), "same seed, same folds, same numbers");
+
+    // Save → load → identical predictions.
+    let rows: Vec<usize> = (0..table.rows()).collect();
+    let model = carelens_ml::LogisticModel::fit(&table, &rows, 1.0).unwrap();
+    let json = serde_json::to_string(&model).unwrap();
+    let back: carelens_ml::LogisticModel = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.predict(&table, &rows).unwrap(), model.predict(&table, &rows).unwrap());
+}
+
+#[test]
+fn folds_are_stratified_and_too_small_sets_are_refused() {
+    let target: Vec<bool> = (0..100).map(|i| i % 4 == 0).collect();
+    let folds = carelens_ml::stratified_folds(&target, 5, 1).unwrap();
+    let mut all: Vec<usize> = folds.iter().flatten().copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..100).collect::<Vec<_>>(), "every row in exactly one fold");
+    for f in &folds {
+        assert_eq!(f.iter().filter(|&&r| target[r]).count(), 5, "25 positives over 5 folds");
+    }
+    let err = carelens_ml::stratified_folds(&target[..8], 5, 1).unwrap_err().to_string();
+    assert!(err.contains("at least 5 examples of each class"), "{err}");
+}
