@@ -75,6 +75,21 @@ fn wdbc_logistic_regression_reaches_the_published_auc_in_10_fold_cv() {
     assert!(acc >= 0.96, "{acc}");
     assert_eq!(oof, carelens_ml::cross_validate(&table, 10, 1.0, 42).unwrap(), "same seed, same folds, same numbers");
 
+    // Calibration: Platt fitted on even rows' out-of-fold scores, measured on odd rows.
+    let logit = |p: f64| (p.clamp(1e-12, 1.0 - 1e-12) / (1.0 - p.clamp(1e-12, 1.0 - 1e-12))).ln();
+    let (even, odd): (Vec<usize>, Vec<usize>) = (0..oof.len()).partition(|i| i % 2 == 0);
+    let pick = |rows: &[usize]| -> (Vec<f64>, Vec<bool>) {
+        (rows.iter().map(|&r| logit(oof[r])).collect(), rows.iter().map(|&r| table.target[r]).collect())
+    };
+    let ((fit_x, fit_y), (test_x, test_y)) = (pick(&even), pick(&odd));
+    let platt = carelens_ml::Calibrator::fit_platt(&fit_x, &fit_y).unwrap();
+    let raw: Vec<f64> = odd.iter().map(|&r| oof[r]).collect();
+    let cal: Vec<f64> = test_x.iter().map(|&z| platt.apply(z)).collect();
+    let (ece_raw, _) = carelens_ml::calibration_error(&raw, &test_y, 10).unwrap();
+    let (ece_cal, _) = carelens_ml::calibration_error(&cal, &test_y, 10).unwrap();
+    eprintln!("WDBC ECE (10 bins, odd rows): raw {ece_raw:.4}, Platt {ece_cal:.4}");
+    assert!(ece_cal <= 0.05, "{ece_cal}");
+
     // Save → load → identical predictions.
     let rows: Vec<usize> = (0..table.rows()).collect();
     let model = carelens_ml::LogisticModel::fit(&table, &rows, 1.0).unwrap();
