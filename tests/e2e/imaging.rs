@@ -203,6 +203,16 @@ fn ingest_takes_the_pydicom_files_and_reports_garbage_per_file() {
         assert!(!all.contains(pid.as_str()), "PatientID {pid} leaked into the output");
     }
 
+    // A DICOMDIR given by path expands to the 31 images it indexes (already stored here).
+    let dicomdir = files.join("pydicom/data/test_files/dicomdirtests/DICOMDIR");
+    let via_index: Value = serde_json::from_slice(
+        &c.run(&["--json", "ingest", "images", dicomdir.to_str().unwrap(), "--patient-map", map_csv.to_str().unwrap()])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(via_index["files"].as_array().unwrap().len(), 31, "{via_index}");
+    assert_eq!(via_index["ingested"], 0);
+
     // Re-ingesting is a no-op.
     let again: Value = serde_json::from_slice(&c.run(&json_args).stdout).unwrap();
     assert_eq!((again["ingested"].as_u64(), again["duplicate"].as_u64()), (Some(0), Some(ingested + duplicate)));
