@@ -91,3 +91,15 @@ impl Context {
         bar
     }
 }
+
+/// A progress bar as the ingest/export libraries' [`carelens_ingest::Progress`].
+pub struct Bar(pub indicatif::ProgressBar);
+
+impl carelens_ingest::Progress for Bar {
+    fn start(&self, n: u64) {
+        self.0.set_length(n);
+    }
+    fn advance(&self, _: carelens_ingest::Outcome) {
+        self.0.inc(1);
+    }
+}

@@ -423,15 +423,22 @@ pub struct ImagingStudy {
 impl Validate for ImagingStudy {
     fn validate(&self) -> Result<()> {
         if let Some(uid) = &self.study_uid {
-            let ok = !uid.is_empty()
-                && uid.len() <= 64
-                && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-                && !uid.starts_with('.')
-                && !uid.ends_with('.');
-            ensure(ok, "imaging.study_uid", || "expected a DICOM UID (digits and dots, at most 64)".into())?;
+            ensure(is_dicom_uid(uid), "imaging.study_uid", || {
+                "expected a DICOM UID (digits and dots, at most 64)".into()
+            })?;
         }
         Ok(())
     }
+}
+
+/// Whether `uid` is a DICOM UID: digits and dots, at most 64 characters, no leading or
+/// trailing dot.
+pub fn is_dicom_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !uid.starts_with('.')
+        && !uid.ends_with('.')
 }
 
 /// What an entry records.

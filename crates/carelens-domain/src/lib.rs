@@ -26,7 +26,7 @@ pub use error::{DomainError, Result};
 pub use history::{
     Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Diagnosis, Dose, HistoryEntry, HistoryKind,
     ImageFinding, ImagingInstance, ImagingStudy, MedicationStatement, Modality, Observation, Procedure, ProcedureKind,
-    ReferenceRange, Source, SourceKind, TherapyModality, TherapySession, Vaccination,
+    ReferenceRange, Source, SourceKind, TherapyModality, TherapySession, Vaccination, is_dicom_uid,
 };
 pub use ids::{
     AppointmentId, ConsentId, DocumentId, EntryId, HealthId, ObjectKey, PredictionSetId, ProviderId, ReviewId, RuleId,

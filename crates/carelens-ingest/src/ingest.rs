@@ -161,16 +161,8 @@ enum Prepared {
     Fail(String),
 }
 
-fn valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid.len() <= 64
-        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && !uid.starts_with('.')
-        && !uid.ends_with('.')
-}
-
-/// A DICOM UID from a digest: `2.25.<128-bit decimal>` (PS3.5 B.2).
-pub fn uid_from(parts: &[&[u8]]) -> String {
+/// A 128-bit hash of `parts` (SHA-256, length-prefixed, first 16 bytes).
+fn hash128(parts: &[&[u8]]) -> u128 {
     let mut h = Sha256::new();
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -179,7 +171,12 @@ pub fn uid_from(parts: &[&[u8]]) -> String {
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    format!("2.25.{}", u128::from_be_bytes(b))
+    u128::from_be_bytes(b)
+}
+
+/// A DICOM UID from a digest: `2.25.<128-bit decimal>` (PS3.5 B.2).
+pub fn uid_from(parts: &[&[u8]]) -> String {
+    format!("2.25.{}", hash128(parts))
 }
 
 fn prepare(path: &Path, opts: &IngestOptions) -> Prepared {
@@ -226,7 +223,7 @@ fn prepare(path: &Path, opts: &IngestOptions) -> Prepared {
         };
         for (name, uid) in [("StudyInstanceUID", &info.study_instance_uid), ("SOPInstanceUID", &info.sop_instance_uid)]
         {
-            if !valid_uid(uid) {
+            if !carelens_domain::is_dicom_uid(uid) {
                 return Prepared::Fail(format!(
                     "{name} is missing or not a valid DICOM UID (digits and dots, at most 64)"
                 ));
@@ -336,24 +333,20 @@ impl<'a> Studies<'a> {
             );
             let entry = match existing {
                 Some(e) => e,
-                None => {
-                    let id = uid_from(&[c.patient.as_str().as_bytes(), c.study_uid.as_bytes()]);
-                    let n: u128 = id.trim_start_matches("2.25.").parse().unwrap_or_default();
-                    HistoryEntry {
-                        id: EntryId::from_u128(n),
-                        patient: c.patient.clone(),
-                        date: c.study_date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
-                        source: Source { kind: SourceKind::Import, reference: Some("carelens ingest".into()) },
-                        kind: HistoryKind::ImagingStudy(ImagingStudy {
-                            modality: c.modality,
-                            body_part: c.body_part,
-                            study_uid: Some(c.study_uid.clone()),
-                            description: c.description.clone(),
-                            object_keys: vec![],
-                            instances: vec![],
-                        }),
-                    }
-                }
+                None => HistoryEntry {
+                    id: EntryId::from_u128(hash128(&[c.patient.as_str().as_bytes(), c.study_uid.as_bytes()])),
+                    patient: c.patient.clone(),
+                    date: c.study_date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+                    source: Source { kind: SourceKind::Import, reference: Some("carelens ingest".into()) },
+                    kind: HistoryKind::ImagingStudy(ImagingStudy {
+                        modality: c.modality,
+                        body_part: c.body_part,
+                        study_uid: Some(c.study_uid.clone()),
+                        description: c.description.clone(),
+                        object_keys: vec![],
+                        instances: vec![],
+                    }),
+                },
             };
             self.entries.insert(k.clone(), entry);
         }

@@ -2,22 +2,11 @@
 
 use anyhow::{Context as _, Result, bail};
 use carelens_imaging::DeidConfig;
-use carelens_ingest::{Outcome, Progress, export_deidentified};
+use carelens_ingest::export_deidentified;
 
 use crate::cli::ExportImagesArgs;
-use crate::context::Context;
+use crate::context::{Bar, Context};
 use crate::{env, output};
-
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn start(&self, n: u64) {
-        self.0.set_length(n);
-    }
-    fn advance(&self, _: Outcome) {
-        self.0.inc(1);
-    }
-}
 
 pub fn run(ctx: &Context, args: &ExportImagesArgs) -> Result<()> {
     if !args.deidentify {

@@ -3,22 +3,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result, bail};
-use carelens_ingest::{IngestOptions, IngestReport, Manifest, Outcome, PatientMap, Progress, collect_files, ingest};
+use carelens_ingest::{IngestOptions, IngestReport, Manifest, Outcome, PatientMap, collect_files, ingest};
 
 use crate::cli::IngestImagesArgs;
-use crate::context::Context;
+use crate::context::{Bar, Context};
 use crate::output;
-
-struct Bar(indicatif::ProgressBar);
-
-impl Progress for Bar {
-    fn start(&self, files: u64) {
-        self.0.set_length(files);
-    }
-    fn advance(&self, _: Outcome) {
-        self.0.inc(1);
-    }
-}
 
 pub fn run(ctx: &Context, args: &IngestImagesArgs) -> Result<()> {
     let report = run_images(ctx, args, IngestOptions::default())?;
