@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod generate;
 mod imaging;
+mod models;
 mod privacy;
 
 use std::path::{Path, PathBuf};
@@ -54,7 +55,10 @@ impl Carelens {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(carelens_bin());
-        c.env_remove("CARELENS_LOG").env_remove("RUST_LOG").env("CARELENS_DATA_DIR", self.data_dir());
+        c.env_remove("CARELENS_LOG")
+            .env_remove("RUST_LOG")
+            .env("CARELENS_DATA_DIR", self.data_dir())
+            .env("CARELENS_MODELS", self.dir.path().join("models"));
         c
     }
 

@@ -50,6 +50,10 @@ pub struct GlobalArgs {
     /// Only errors on stderr, no progress bars
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// Model registry: one folder per model, one `vN` folder per trained version
+    #[arg(long, global = true, env = env::CARELENS_MODELS, value_name = "DIR", default_value = "models")]
+    pub models: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +91,248 @@ pub enum Command {
     /// Take data out: `carelens export images --deidentify --out DIR`
     #[command(subcommand)]
     Export(ExportCommand),
+
+    /// Train a model and save it as a new version in the registry (--models)
+    #[command(subcommand)]
+    Train(TrainCommand),
+
+    /// Evaluate a saved model on labelled data: per label AUROC with 95 % CI, sensitivity,
+    /// specificity, F1, accuracy at the model's threshold, Brier score, calibration error;
+    /// with --plots DIR also ROC curves and reliability diagrams (SVG)
+    ///
+    /// Examples:
+    ///   carelens evaluate --model pneumonia --data ../shared/datasets/pneumoniamnist/pneumoniamnist_trainval.npz
+    ///   carelens evaluate --model wdbc@2 --data breast_cancer.csv --plots out/
+    Evaluate(EvaluateArgs),
+
+    /// List, inspect, promote and compare saved models
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Train a multi-label image classifier (residual CNN, burn) with augmentation, class
+    /// weighting, warm-up + cosine learning rate, early stopping on validation AUROC,
+    /// temperature calibration and a threshold per label chosen on validation
+    ///
+    /// --data is a MedMNIST-style .npz (train_images/train_labels/val_images/val_labels;
+    /// one label, named by --label-name) or a folder of DICOM files with --labels (a CSV
+    /// sop_instance_uid,findings as written by `carelens demo`); a folder is filtered by
+    /// --modality/--body-part, preprocessed to --size pixels, and split into training and
+    /// validation by patient.
+    ///
+    /// Examples:
+    ///   carelens train image --data ../shared/datasets/pneumoniamnist/pneumoniamnist_trainval.npz --model pneumonia
+    ///   carelens train image --data ~/.local/share/carelens/incoming/synthetic \
+    ///       --labels ~/.local/share/carelens/incoming/synthetic-labels.csv --modality xray --model chest-xray
+    Image(TrainImageArgs),
+
+    /// Train a tabular classifier on a CSV with a binary --target column: logistic
+    /// regression, Gaussian naive Bayes and random forest, each over a small grid, chosen by
+    /// stratified k-fold AUROC; Platt (or isotonic) calibration and the threshold are fitted
+    /// on out-of-fold scores
+    ///
+    /// Columns are typed from their content: numeric columns are median-imputed (with a
+    /// missing-value indicator) and standardised, others one-hot encoded; `?`, `NA`, empty
+    /// cells are missing, and every column's problems are reported.
+    ///
+    /// Example:
+    ///   carelens train tabular --data breast_cancer.csv --target target --positive 0 --model wdbc
+    Tabular(TrainTabularArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageModality {
+    Xray,
+    Ct,
+    Mri,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainImageArgs {
+    /// MedMNIST-style .npz, or a folder of DICOM files (with --labels)
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+
+    /// Per-image labels for a DICOM folder: CSV sop_instance_uid,findings
+    #[arg(long, value_name = "CSV")]
+    pub labels: Option<PathBuf>,
+
+    /// Registry name of the model
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+
+    /// Name of the single label of an .npz
+    #[arg(long, default_value = "pneumonia")]
+    pub label_name: String,
+
+    /// Keep only images of this modality (DICOM folders)
+    #[arg(long, value_enum)]
+    pub modality: Option<ImageModality>,
+
+    /// Keep only images of this body part, e.g. chest, head, abdomen (DICOM folders)
+    #[arg(long)]
+    pub body_part: Option<String>,
+
+    /// Network input size in pixels (DICOM folders; .npz images keep their size)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(8..=512))]
+    pub size: u32,
+
+    /// Share of patients held out for validation (DICOM folders)
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+
+    /// Peak learning rate (AdamW, one warm-up epoch, cosine decay)
+    #[arg(long, default_value_t = 3e-3)]
+    pub learning_rate: f64,
+
+    /// Stop after this many epochs without a better validation AUROC
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+
+    /// Channels per network stage, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
+    pub widths: Vec<usize>,
+
+    /// Seed for initialisation, shuffling and augmentation: the same seed gives the same model
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Train without augmentation
+    #[arg(long)]
+    pub no_augment: bool,
+
+    /// Use at most this many training images (evenly spaced), for quick runs
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Save a checkpoint after every epoch in this folder and resume from it when it holds one
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub threshold: ThresholdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ThresholdArgs {
+    /// Choose each label's threshold for this sensitivity (e.g. 0.95 for screening) instead
+    /// of maximising sensitivity + specificity (Youden)
+    #[arg(long, value_name = "SENS")]
+    pub target_sensitivity: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TabularKindArg {
+    All,
+    Logistic,
+    NaiveBayes,
+    Forest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CalibrationArg {
+    Platt,
+    Isotonic,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainTabularArgs {
+    /// CSV file with a header row
+    #[arg(long, value_name = "CSV")]
+    pub data: PathBuf,
+
+    /// The binary target column
+    #[arg(long, value_name = "COLUMN")]
+    pub target: String,
+
+    /// The target value that means positive [default: 1, true, yes or the larger class's
+    /// other value]
+    #[arg(long, value_name = "VALUE")]
+    pub positive: Option<String>,
+
+    /// Registry name of the model
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+
+    /// Model family to search; `all` searches every family and keeps the best
+    #[arg(long, value_enum, default_value = "all")]
+    pub kind: TabularKindArg,
+
+    /// Cross-validation folds
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=50))]
+    pub folds: u32,
+
+    #[arg(long, value_enum, default_value = "platt")]
+    pub calibration: CalibrationArg,
+
+    /// Seed for folds and forests: the same seed gives the same model
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    #[command(flatten)]
+    pub threshold: ThresholdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// NAME, NAME@N: the promoted version, else the latest, unless @N is given
+    #[arg(long, value_name = "NAME[@N]")]
+    pub model: String,
+
+    /// Labelled data of the model's kind: CSV (tabular), .npz or DICOM folder (image)
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+
+    /// Per-image labels for a DICOM folder
+    #[arg(long, value_name = "CSV")]
+    pub labels: Option<PathBuf>,
+
+    /// Which split of an .npz to evaluate on
+    #[arg(long, default_value = "val", value_parser = ["train", "val"])]
+    pub split: String,
+
+    /// Write ROC curves and reliability diagrams (SVG) here
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+
+    /// Seed for the bootstrap intervals
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every model with its versions, the promoted one marked, and validation AUROC
+    List,
+    /// One version's card: task, data, metrics with intervals, limitations
+    Show {
+        /// NAME or NAME@N
+        model: String,
+    },
+    /// Make a version the default one served (or --best: the best validation AUROC)
+    Promote {
+        /// NAME@N, or NAME with --best
+        model: String,
+        #[arg(long)]
+        best: bool,
+    },
+    /// Compare two versions: configuration and metrics side by side
+    Diff {
+        /// NAME@N
+        a: String,
+        /// NAME@N (another model's version works too)
+        b: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,7 +78,14 @@ impl Context {
 
     /// A progress bar on stderr (hidden when stderr is not a terminal or with --quiet).
     pub fn progress(&self, len: u64, what: &str) -> indicatif::ProgressBar {
-        if self.quiet {
+        progress_bar(self.quiet, len, what)
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal or with --quiet).
+fn progress_bar(quiet: bool, len: u64, what: &str) -> indicatif::ProgressBar {
+    {
+        if quiet {
             return indicatif::ProgressBar::hidden();
         }
         let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
@@ -89,6 +96,19 @@ impl Context {
         bar.set_style(style);
         bar.set_message(what.to_owned());
         bar
+    }
+}
+
+/// What commands that need no store get: model registry and output settings.
+pub struct Light {
+    pub models: PathBuf,
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Light {
+    pub fn progress(&self, len: u64, what: &str) -> indicatif::ProgressBar {
+        progress_bar(self.quiet, len, what)
     }
 }
 

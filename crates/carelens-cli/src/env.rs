@@ -15,3 +15,5 @@ pub const CARELENS_OBJECTS: &str = "CARELENS_OBJECTS";
 /// derived from it, so the same secret gives consistent exports. At least 16 characters;
 /// never commit it.
 pub const CARELENS_DEID_SECRET: &str = "CARELENS_DEID_SECRET";
+/// Model registry folder (same as `--models`).
+pub const CARELENS_MODELS: &str = "CARELENS_MODELS";

@@ -1,20 +1,31 @@
-//! carelens ML: evaluation and calibration now; training (burn image models, linfa tabular
-//! models) and the model registry follow in issue #5.
+//! carelens ML: image models (burn), tabular models (linfa), evaluation, calibration and
+//! the model registry.
 //!
 //! Everything here is deterministic: bootstrap resamples come from a seeded PRNG, so the
 //! same predictions give the same report on any machine.
 
+mod assess;
 mod calibration;
+pub mod image;
 mod metrics;
+mod registry;
 mod table;
 mod tabular;
 
+pub use assess::{Assessment, CalibrationMethod, assess, logit, sigmoid};
 pub use calibration::Calibrator;
 pub use metrics::{
     Bin, Confusion, Interval, ThresholdRule, auroc, auroc_ci, brier, calibration_error, choose_threshold,
 };
+pub use registry::{
+    DatasetInfo, FORMAT_VERSION, Fingerprint, ModelBody, ModelManifest, Registry, load_image_net, model_card,
+    sha256_hex,
+};
 pub use table::{Column, ColumnData, ColumnReport, MISSING, Table, read_csv};
-pub use tabular::{FeatureColumn, FeatureSchema, LogisticModel, cross_validate, stratified_folds};
+pub use tabular::{
+    FeatureColumn, FeatureSchema, ForestTree, LogisticModel, SearchPoint, TabularKind, TabularModel, TabularParams,
+    cross_validate, cross_validate_params, grid_search, stratified_folds,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +33,9 @@ use serde::{Deserialize, Serialize};
 pub enum MlError {
     #[error("invalid input: {0}")]
     Input(String),
+
+    #[error("{}: {detail}", path.display())]
+    File { path: std::path::PathBuf, detail: String },
 
     #[error(
         "only one class present ({positives} positives, {negatives} negatives): AUROC and thresholds need both; \
@@ -45,6 +59,27 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The generator's state, to resume a stream exactly (checkpoints).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    pub fn from_state(state: u64) -> Self {
+        Self(state)
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
     }
 
     /// Uniform in `0..n` (n > 0), without modulo bias worth caring about for n ≪ 2^64.

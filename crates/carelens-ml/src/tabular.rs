@@ -4,7 +4,9 @@
 //! serialisable numbers, so a saved model predicts exactly what it predicted when trained.
 
 use linfa::prelude::*;
+use linfa_bayes::{GaussianNb, NaiveBayes};
 use linfa_logistic::LogisticRegression;
+use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
@@ -194,9 +196,7 @@ pub fn stratified_folds(target: &[bool], k: usize, seed: u64) -> Result<Vec<Vec<
     let mut folds = vec![Vec::new(); k];
     let mut n = 0;
     for mut group in [pos, neg] {
-        for i in (1..group.len()).rev() {
-            group.swap(i, rng.below(i + 1));
-        }
+        rng.shuffle(&mut group);
         for r in group {
             folds[n % k].push(r);
             n += 1;
@@ -208,17 +208,260 @@ pub fn stratified_folds(target: &[bool], k: usize, seed: u64) -> Result<Vec<Vec<
     Ok(folds)
 }
 
-/// Out-of-fold probabilities from stratified k-fold cross-validation.
+/// Out-of-fold probabilities of logistic regression with L2 penalty `alpha` from stratified
+/// k-fold cross-validation.
 pub fn cross_validate(table: &Table, k: usize, alpha: f64, seed: u64) -> Result<Vec<f64>, MlError> {
+    cross_validate_params(table, &TabularParams::Logistic { alpha }, k, seed)
+}
+
+/// Out-of-fold probabilities of any tabular model from stratified k-fold cross-validation.
+pub fn cross_validate_params(table: &Table, params: &TabularParams, k: usize, seed: u64) -> Result<Vec<f64>, MlError> {
     let folds = stratified_folds(&table.target, k, seed)?;
     let mut out = vec![f64::NAN; table.rows()];
     for (i, val) in folds.iter().enumerate() {
         let train: Vec<usize> =
             folds.iter().enumerate().filter(|(j, _)| *j != i).flat_map(|(_, f)| f.clone()).collect();
-        let model = LogisticModel::fit(table, &train, alpha)?;
+        let model = params.fit(table, &train, seed.wrapping_add(i as u64))?;
         for (r, p) in val.iter().zip(model.predict(table, val)?) {
             out[*r] = p;
         }
     }
     Ok(out)
+}
+
+/// A model family and its hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TabularParams {
+    /// L2-penalised logistic regression.
+    Logistic { alpha: f64 },
+    /// Gaussian naive Bayes; `var_smoothing` × the largest feature variance is added to every
+    /// variance.
+    NaiveBayes { var_smoothing: f64 },
+    /// Random forest: `trees` CART trees (Gini), each on a bootstrap sample of the rows and a
+    /// random `feature_fraction` of the feature columns; the score is the share of trees voting
+    /// positive.
+    Forest { trees: usize, max_depth: usize, feature_fraction: f64 },
+}
+
+/// Model families for `--kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TabularKind {
+    Logistic,
+    NaiveBayes,
+    Forest,
+}
+
+impl TabularKind {
+    pub const ALL: [TabularKind; 3] = [TabularKind::Logistic, TabularKind::NaiveBayes, TabularKind::Forest];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TabularKind::Logistic => "logistic",
+            TabularKind::NaiveBayes => "naive_bayes",
+            TabularKind::Forest => "forest",
+        }
+    }
+
+    /// The small hyper-parameter grid searched by cross-validation.
+    pub fn grid(self) -> Vec<TabularParams> {
+        match self {
+            TabularKind::Logistic => {
+                [0.01, 0.1, 1.0, 10.0].into_iter().map(|alpha| TabularParams::Logistic { alpha }).collect()
+            }
+            TabularKind::NaiveBayes => [1e-9, 1e-6, 1e-3]
+                .into_iter()
+                .map(|var_smoothing| TabularParams::NaiveBayes { var_smoothing })
+                .collect(),
+            TabularKind::Forest => [(4, 0.5), (8, 0.5), (12, 0.3)]
+                .into_iter()
+                .map(|(max_depth, feature_fraction)| TabularParams::Forest { trees: 100, max_depth, feature_fraction })
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for TabularParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TabularParams::Logistic { alpha } => write!(f, "logistic(alpha={alpha})"),
+            TabularParams::NaiveBayes { var_smoothing } => write!(f, "naive_bayes(var_smoothing={var_smoothing})"),
+            TabularParams::Forest { trees, max_depth, feature_fraction } => {
+                write!(f, "forest(trees={trees}, max_depth={max_depth}, feature_fraction={feature_fraction})")
+            }
+        }
+    }
+}
+
+/// One fitted tree of a forest and the feature columns it sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForestTree {
+    pub features: Vec<usize>,
+    pub tree: DecisionTree<f64, bool>,
+}
+
+/// A fitted tabular model of any family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TabularModel {
+    Logistic(LogisticModel),
+    /// Classes 0 (negative) and 1 (positive). linfa's model keys a map by class, which a
+    /// tagged enum cannot round-trip through JSON, so it is stored as an embedded JSON string.
+    NaiveBayes {
+        schema: FeatureSchema,
+        #[serde(with = "json_string")]
+        model: GaussianNb<f64, usize>,
+    },
+    Forest {
+        schema: FeatureSchema,
+        trees: Vec<ForestTree>,
+    },
+}
+
+fn check_two_classes(table: &Table, rows: &[usize]) -> Result<(), MlError> {
+    let pos = rows.iter().filter(|&&r| table.target[r]).count();
+    if pos == 0 || pos == rows.len() {
+        return Err(MlError::SingleClass { positives: pos, negatives: rows.len() - pos });
+    }
+    Ok(())
+}
+
+impl TabularParams {
+    pub fn kind(&self) -> TabularKind {
+        match self {
+            TabularParams::Logistic { .. } => TabularKind::Logistic,
+            TabularParams::NaiveBayes { .. } => TabularKind::NaiveBayes,
+            TabularParams::Forest { .. } => TabularKind::Forest,
+        }
+    }
+
+    /// Fits on `rows` of `table`; `seed` drives the forest's sampling.
+    pub fn fit(&self, table: &Table, rows: &[usize], seed: u64) -> Result<TabularModel, MlError> {
+        check_two_classes(table, rows)?;
+        match *self {
+            TabularParams::Logistic { alpha } => Ok(TabularModel::Logistic(LogisticModel::fit(table, rows, alpha)?)),
+            TabularParams::NaiveBayes { var_smoothing } => {
+                let schema = FeatureSchema::fit(table, rows);
+                let x = schema.transform(table, rows)?;
+                let y: Array1<usize> = rows.iter().map(|&r| usize::from(table.target[r])).collect();
+                let model = GaussianNb::params()
+                    .var_smoothing(var_smoothing)
+                    .fit(&Dataset::new(x, y))
+                    .map_err(|e| MlError::Input(format!("naive Bayes did not fit: {e}")))?;
+                Ok(TabularModel::NaiveBayes { schema, model })
+            }
+            TabularParams::Forest { trees, max_depth, feature_fraction } => {
+                let schema = FeatureSchema::fit(table, rows);
+                let x = schema.transform(table, rows)?;
+                let y: Vec<bool> = rows.iter().map(|&r| table.target[r]).collect();
+                let width = x.ncols();
+                let take = ((width as f64 * feature_fraction).ceil() as usize).clamp(1, width.max(1));
+                let mut rng = Rng::new(seed);
+                let mut out = Vec::with_capacity(trees);
+                for _ in 0..trees {
+                    let mut features: Vec<usize> = (0..width).collect();
+                    rng.shuffle(&mut features);
+                    features.truncate(take);
+                    features.sort_unstable();
+                    let sample: Vec<usize> = (0..rows.len()).map(|_| rng.below(rows.len())).collect();
+                    let xs = Array2::from_shape_fn((sample.len(), take), |(i, j)| x[[sample[i], features[j]]]);
+                    let ys: Array1<bool> = sample.iter().map(|&i| y[i]).collect();
+                    let tree = DecisionTree::params()
+                        .max_depth(Some(max_depth))
+                        .min_weight_leaf(2.0)
+                        .fit(&Dataset::new(xs, ys))
+                        .map_err(|e| MlError::Input(format!("a forest tree did not fit: {e}")))?;
+                    out.push(ForestTree { features, tree });
+                }
+                Ok(TabularModel::Forest { schema, trees: out })
+            }
+        }
+    }
+}
+
+impl TabularModel {
+    pub fn schema(&self) -> &FeatureSchema {
+        match self {
+            TabularModel::Logistic(m) => &m.schema,
+            TabularModel::NaiveBayes { schema, .. } | TabularModel::Forest { schema, .. } => schema,
+        }
+    }
+
+    /// P(positive) (forest: share of trees voting positive) for `rows` of `table`.
+    pub fn predict(&self, table: &Table, rows: &[usize]) -> Result<Vec<f64>, MlError> {
+        match self {
+            TabularModel::Logistic(m) => m.predict(table, rows),
+            TabularModel::NaiveBayes { schema, model } => {
+                let x = schema.transform(table, rows)?;
+                let (proba, classes) = model.predict_proba(x.view());
+                Ok(match classes.iter().position(|&&c| c == 1) {
+                    Some(k) => proba.column(k).to_vec(),
+                    None => vec![0.0; rows.len()],
+                })
+            }
+            TabularModel::Forest { schema, trees } => {
+                let x = schema.transform(table, rows)?;
+                let mut votes = vec![0.0; rows.len()];
+                for t in trees {
+                    let xs = x.select(ndarray::Axis(1), &t.features);
+                    for (v, p) in votes.iter_mut().zip(t.tree.predict(&xs)) {
+                        *v += f64::from(u8::from(p));
+                    }
+                }
+                Ok(votes.into_iter().map(|v| v / trees.len().max(1) as f64).collect())
+            }
+        }
+    }
+}
+
+/// One grid point's cross-validated result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchPoint {
+    pub params: TabularParams,
+    pub auroc: f64,
+}
+
+/// Cross-validates every candidate on the same folds; returns the points (in order) and the
+/// index of the best by out-of-fold AUROC (ties: the earlier, i.e. simpler, candidate) with
+/// its out-of-fold probabilities.
+pub fn grid_search(
+    table: &Table,
+    candidates: &[TabularParams],
+    k: usize,
+    seed: u64,
+    mut progress: impl FnMut(usize, &SearchPoint),
+) -> Result<(Vec<SearchPoint>, usize, Vec<f64>), MlError> {
+    let mut points = Vec::new();
+    let mut best: Option<(usize, Vec<f64>)> = None;
+    for (i, params) in candidates.iter().enumerate() {
+        let oof = cross_validate_params(table, params, k, seed)?;
+        let auroc = crate::auroc(&oof, &table.target)?;
+        let point = SearchPoint { params: params.clone(), auroc };
+        progress(i, &point);
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| auroc > points.get(*b).map_or(f64::NEG_INFINITY, |p: &SearchPoint| p.auroc))
+        {
+            best = Some((i, oof));
+        }
+        points.push(point);
+    }
+    let (b, oof) = best.ok_or_else(|| MlError::Input("no candidate models to search".into()))?;
+    Ok((points, b, oof))
+}
+
+/// (De)serialises a value as a JSON string inside the document.
+mod json_string {
+    use serde::de::{DeserializeOwned, Error as _};
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        serde_json::to_string(value).map_err(S::Error::custom)?.serialize(s)
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        serde_json::from_str(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
 }

@@ -111,3 +111,59 @@ fn folds_are_stratified_and_too_small_sets_are_refused() {
     let err = carelens_ml::stratified_folds(&target[..8], 5, 1).unwrap_err().to_string();
     assert!(err.contains("at least 5 examples of each class"), "{err}");
 }
+
+#[test]
+fn wdbc_every_model_family_reaches_its_floor_and_round_trips_exactly() {
+    let Some(path) = std::env::var_os("CARELENS_WDBC_CSV") else {
+        assert!(std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(), "CARELENS_WDBC_CSV not set");
+        return;
+    };
+    let (table, _) = read_csv(std::path::Path::new(&path), "diagnosis", None).unwrap();
+    let rows: Vec<usize> = (0..table.rows()).collect();
+    // 5-fold CV AUROC floors per family (published: logistic ≈ 0.996, forests ≈ 0.99, NB ≈ 0.98).
+    for (params, floor) in [
+        (carelens_ml::TabularParams::Logistic { alpha: 1.0 }, 0.99),
+        (carelens_ml::TabularParams::NaiveBayes { var_smoothing: 1e-9 }, 0.975),
+        (carelens_ml::TabularParams::Forest { trees: 40, max_depth: 6, feature_fraction: 0.5 }, 0.98),
+    ] {
+        let oof = carelens_ml::cross_validate_params(&table, &params, 5, 3).unwrap();
+        let auc = carelens_ml::auroc(&oof, &table.target).unwrap();
+        eprintln!("WDBC 5-fold {params}: AUROC {auc:.4}");
+        assert!(auc >= floor, "{params}: AUROC {auc:.4} below {floor}");
+        let model = params.fit(&table, &rows, 3).unwrap();
+        let back: carelens_ml::TabularModel = serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
+        assert_eq!(back.predict(&table, &rows).unwrap(), model.predict(&table, &rows).unwrap(), "{params}");
+    }
+    // Grid search keeps the best candidate and reports them all.
+    let grid = carelens_ml::TabularKind::Logistic.grid();
+    let (points, best, oof) = carelens_ml::grid_search(&table, &grid, 5, 3, |_, _| {}).unwrap();
+    assert_eq!(points.len(), grid.len());
+    assert!(points.iter().all(|p| p.auroc <= points[best].auroc));
+    assert_eq!(carelens_ml::auroc(&oof, &table.target).unwrap(), points[best].auroc);
+
+    // Calibration cross-fitted on out-of-fold scores: ECE within the target.
+    let z: Vec<f64> = oof.iter().map(|&p| carelens_ml::logit(p)).collect();
+    let a = carelens_ml::assess(
+        &["malignant".to_owned()],
+        &[z],
+        std::slice::from_ref(&table.target),
+        carelens_ml::CalibrationMethod::Platt,
+        carelens_ml::ThresholdRule::Youden,
+        3,
+    )
+    .unwrap();
+    eprintln!("WDBC ECE raw {:.4} → Platt (cross-fitted) {:.4}", a.ece_uncalibrated[0], a.reports[0].ece);
+    assert!(a.reports[0].ece <= 0.04, "{}", a.reports[0].ece);
+}
+
+#[test]
+fn a_single_class_training_set_is_refused_for_every_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("one.csv");
+    std::fs::write(&p, "x,y\n1,a\n2,a\n3,a\n4,b\n").unwrap();
+    let (table, _) = read_csv(&p, "y", Some("a")).unwrap();
+    for kind in carelens_ml::TabularKind::ALL {
+        let params = &kind.grid()[0];
+        assert!(matches!(params.fit(&table, &[0, 1, 2], 1), Err(MlError::SingleClass { positives: 3, negatives: 0 })));
+    }
+}

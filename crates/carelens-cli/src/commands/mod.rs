@@ -1,20 +1,35 @@
 //! One module per subcommand.
 
+mod backend;
 mod demo;
+mod evaluate;
 mod export;
 mod generate;
+mod image_data;
 mod images;
 mod ingest;
 mod migrate;
+mod models;
+mod plots;
 mod stats;
+mod train;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ExportCommand, IngestCommand};
-use crate::context::Context;
+use crate::cli::{Cli, Command, ExportCommand, IngestCommand, TrainCommand};
+use crate::context::{Context, Light};
 
 pub fn run(cli: Cli) -> Result<()> {
     let g = cli.global;
+    // Model commands need no store.
+    let light = Light { models: g.models.clone(), json: g.json, quiet: g.quiet };
+    match &cli.command {
+        Command::Train(TrainCommand::Image(args)) => return train::image(&light, args),
+        Command::Train(TrainCommand::Tabular(args)) => return train::tabular(&light, args),
+        Command::Evaluate(args) => return evaluate::run(&light, args),
+        Command::Models(cmd) => return models::run(&light, cmd),
+        _ => {}
+    }
     let ctx = Context::open(g.data_dir, g.store, g.objects, g.json, g.quiet)?;
     match cli.command {
         Command::Demo(args) => demo::run(&ctx, &args),
@@ -23,5 +38,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Migrate(args) => migrate::run(&ctx, &args),
         Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
         Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),
+        Command::Train(_) | Command::Evaluate(_) | Command::Models(_) => unreachable!("handled above"),
     }
 }
