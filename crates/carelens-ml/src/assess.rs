@@ -37,9 +37,12 @@ impl CalibrationMethod {
 /// What a model ships with, per label, plus the evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assessment {
+    pub calibration_method: CalibrationMethod,
     pub calibrators: Vec<Calibrator>,
+    pub threshold_rule: ThresholdRule,
     pub thresholds: Vec<f64>,
     /// Validation metrics of the calibrated (cross-fitted) probabilities at the threshold.
+    #[serde(rename = "validation")]
     pub reports: Vec<LabelReport>,
     /// Expected calibration error of the uncalibrated probabilities, per label.
     pub ece_uncalibrated: Vec<f64>,
@@ -72,7 +75,14 @@ pub fn assess(
     rule: ThresholdRule,
     seed: u64,
 ) -> Result<Assessment, MlError> {
-    let mut out = Assessment { calibrators: vec![], thresholds: vec![], reports: vec![], ece_uncalibrated: vec![] };
+    let mut out = Assessment {
+        calibration_method: method,
+        calibrators: vec![],
+        threshold_rule: rule,
+        thresholds: vec![],
+        reports: vec![],
+        ece_uncalibrated: vec![],
+    };
     for ((name, z), y) in labels.iter().zip(logits).zip(targets) {
         if z.len() != y.len() || z.is_empty() {
             return Err(MlError::Input(format!("label {name}: {} scores for {} targets", z.len(), y.len())));

@@ -10,9 +10,9 @@ use carelens_imaging::PreprocessSpec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::assess::CalibrationMethod;
+use crate::assess::Assessment;
 use crate::image::{NetSpec, Normalise};
-use crate::{Calibrator, LabelReport, MlError, TabularModel, ThresholdRule};
+use crate::{LabelReport, MlError, TabularModel};
 
 /// Bumped when `model.json` changes incompatibly; other versions are refused with a clear
 /// message instead of being misread.
@@ -64,12 +64,9 @@ pub struct ModelManifest {
     pub body: ModelBody,
     /// The training configuration, as given.
     pub training: serde_json::Value,
-    pub calibration_method: CalibrationMethod,
-    pub calibrators: Vec<Calibrator>,
-    pub threshold_rule: ThresholdRule,
-    pub thresholds: Vec<f64>,
-    pub validation: Vec<LabelReport>,
-    pub ece_uncalibrated: Vec<f64>,
+    /// Calibrators, thresholds and validation metrics, as [`assess`](crate::assess) made them.
+    #[serde(flatten)]
+    pub assessment: Assessment,
     pub dataset: DatasetInfo,
     /// Labels the model could not learn (one class in training), called out on the card.
     pub unlearnable: Vec<String>,
@@ -81,14 +78,14 @@ pub struct ModelManifest {
 impl ModelManifest {
     /// Mean validation AUROC over labels that have one; the registry's "best" criterion.
     pub fn mean_auroc(&self) -> Option<f64> {
-        let v: Vec<f64> = self.validation.iter().filter_map(|r| r.auroc.as_ref().map(|i| i.estimate)).collect();
+        let v: Vec<f64> = self.assessment.reports.iter().filter_map(|r| r.auroc.as_ref().map(|i| i.estimate)).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     }
 
     /// Calibrated probabilities from logits, per label (`logits` row-major `n × labels`).
     pub fn probabilities(&self, logits: &[f64]) -> Vec<f64> {
         let l = self.labels.len();
-        logits.iter().enumerate().map(|(i, &z)| self.calibrators[i % l].apply(z)).collect()
+        logits.iter().enumerate().map(|(i, &z)| self.assessment.calibrators[i % l].apply(z)).collect()
     }
 }
 
@@ -386,7 +383,7 @@ pub fn model_card(m: &ModelManifest) -> String {
     let _ = writeln!(
         s,
         "**Calibration.** {:?} per label, fitted on validation; threshold rule {:?}.\n",
-        m.calibration_method, m.threshold_rule
+        m.assessment.calibration_method, m.assessment.threshold_rule
     );
     let _ = writeln!(s, "## Validation metrics (calibrated, at the chosen threshold)\n");
     let _ = writeln!(
@@ -394,7 +391,8 @@ pub fn model_card(m: &ModelManifest) -> String {
         "| label | n (pos) | AUROC (95 % CI) | threshold | sensitivity | specificity | accuracy | F1 | Brier | ECE raw → calibrated |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-    for ((r, t), e) in m.validation.iter().zip(&m.thresholds).zip(&m.ece_uncalibrated) {
+    let a = &m.assessment;
+    for ((r, t), e) in a.reports.iter().zip(&a.thresholds).zip(&a.ece_uncalibrated) {
         let _ = writeln!(
             s,
             "| {} | {} ({}) | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.3} → {:.3} |",
@@ -420,7 +418,7 @@ pub fn model_card(m: &ModelManifest) -> String {
             m.unlearnable.join(", ")
         );
     }
-    for r in &m.validation {
+    for r in &m.assessment.reports {
         if r.auroc.as_ref().is_some_and(|i| i.low < 0.6) {
             let _ = writeln!(
                 s,

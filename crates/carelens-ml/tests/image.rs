@@ -120,12 +120,7 @@ fn trains_to_a_floor_deterministically_and_round_trips_through_the_registry() {
             weights_sha256: carelens_ml::sha256_hex(&weights),
         },
         training: serde_json::to_value(&cfg).unwrap(),
-        calibration_method: CalibrationMethod::Temperature,
-        calibrators: assessment.calibrators,
-        threshold_rule: ThresholdRule::Youden,
-        thresholds: assessment.thresholds,
-        validation: assessment.reports,
-        ece_uncalibrated: assessment.ece_uncalibrated,
+        assessment,
         dataset: DatasetInfo {
             source: "synthetic".into(),
             fingerprint: "0".into(),
@@ -145,7 +140,7 @@ fn trains_to_a_floor_deterministically_and_round_trips_through_the_registry() {
     registry.promote("toy", 1).unwrap();
     assert_eq!(registry.resolve("toy").unwrap(), ("toy".into(), 1), "promoted wins");
     let loaded = registry.load("toy", 1).unwrap();
-    assert_eq!(loaded.calibrators, manifest.calibrators);
+    assert_eq!(loaded.assessment.calibrators, manifest.assessment.calibrators);
     let back = load_image_net::<Infer>(&registry, &loaded, &Default::default()).unwrap();
     assert_eq!(logits(&back, &test), z, "identical predictions after save and load");
     assert!(std::fs::read_to_string(registry.dir("toy", 1).join("MODEL_CARD.md")).unwrap().contains("blob"));

@@ -82,7 +82,7 @@ pub fn run(ctx: &Light, args: &EvaluateArgs) -> Result<()> {
             let (table, _) = read_csv(&args.data, target, positive.as_deref())?;
             let rows: Vec<usize> = (0..table.rows()).collect();
             let p = model.predict(&table, &rows)?;
-            (vec![p.iter().map(|&p| m.calibrators[0].apply(logit(p))).collect()], vec![table.target])
+            (vec![p.iter().map(|&p| m.assessment.calibrators[0].apply(logit(p))).collect()], vec![table.target])
         }
         ModelBody::Image { preprocess, .. } => {
             let set = if image_data::is_npz(&args.data) {
@@ -119,7 +119,7 @@ pub fn run(ctx: &Light, args: &EvaluateArgs) -> Result<()> {
     };
     let mut reports = Vec::new();
     for k in 0..l {
-        reports.push(evaluate_label(&m.labels[k], &probs[k], &targets[k], m.thresholds[k], args.seed)?);
+        reports.push(evaluate_label(&m.labels[k], &probs[k], &targets[k], m.assessment.thresholds[k], args.seed)?);
     }
     if let Some(dir) = &args.plots {
         fs_err::create_dir_all(dir)?;
@@ -131,7 +131,7 @@ pub fn run(ctx: &Light, args: &EvaluateArgs) -> Result<()> {
         return output::json(&Evaluation { model: &name, version, data: args.data.display().to_string(), reports });
     }
     outln!("{name} v{version} on {} ({} examples)", args.data.display(), targets.first().map_or(0, Vec::len));
-    print_reports(&reports, &m.thresholds, None);
+    print_reports(&reports, &m.assessment.thresholds, None);
     if let Some(dir) = &args.plots {
         outln!("plots: {}", dir.display());
     }

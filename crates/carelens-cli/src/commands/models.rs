@@ -132,7 +132,7 @@ pub fn run(ctx: &Light, cmd: &ModelsCommand) -> Result<()> {
             }
             for label in ma.labels.iter().chain(mb.labels.iter().filter(|l| !ma.labels.contains(l))) {
                 let get = |m: &ModelManifest| {
-                    m.validation.iter().find(|r| &r.label == label).map(|r| {
+                    m.assessment.reports.iter().find(|r| &r.label == label).map(|r| {
                         (
                             r.auroc.as_ref().map_or("n/a".into(), |i| format!("{:.3}", i.estimate)),
                             format!("{:.3}", r.ece),

@@ -168,12 +168,7 @@ pub fn image(ctx: &Light, args: &TrainImageArgs) -> Result<()> {
             body_part: args.body_part.clone(),
             limit: args.limit,
         })?,
-        calibration_method: CalibrationMethod::Temperature,
-        calibrators: assessment.calibrators,
-        threshold_rule: rule,
-        thresholds: assessment.thresholds,
-        validation: assessment.reports,
-        ece_uncalibrated: assessment.ece_uncalibrated,
+        assessment,
         dataset: DatasetInfo {
             source: data.source,
             fingerprint: data.fingerprint,
@@ -203,7 +198,8 @@ fn report(ctx: &Light, registry: &Registry, m: &ModelManifest, version: u32, bes
     } else {
         outln!("trained in {:.1} s", m.training_seconds);
     }
-    super::evaluate::print_reports(&m.validation, &m.thresholds, Some(&m.ece_uncalibrated));
+    let a = &m.assessment;
+    super::evaluate::print_reports(&a.reports, &a.thresholds, Some(&a.ece_uncalibrated));
     for u in &m.unlearnable {
         outln!("warning: {u} has one class only in the training data; the model cannot learn it");
     }
@@ -298,12 +294,7 @@ pub fn tabular(ctx: &Light, args: &TrainTabularArgs) -> Result<()> {
             "positive": table.positive_class,
             "columns": columns,
         }),
-        calibration_method: method,
-        calibrators: assessment.calibrators,
-        threshold_rule: rule,
-        thresholds: assessment.thresholds,
-        validation: assessment.reports,
-        ece_uncalibrated: assessment.ece_uncalibrated,
+        assessment,
         dataset: DatasetInfo {
             source: format!("CSV {}", args.data.file_name().unwrap_or_default().to_string_lossy()),
             fingerprint: fp.finish(),
