@@ -4,13 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use carelens_imaging::{DicomFile, Limits, scan_dicom};
 
 #[test]
 fn inputs_that_once_allocated_gigabytes_are_refused_up_front() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    // The runner's CARGO_MANIFEST_DIR first: a test binary reused from a build in another
+    // checkout (shared CARGO_TARGET_DIR) would otherwise look in that checkout.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    let dir = root.join("tests/fuzz-regressions");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
