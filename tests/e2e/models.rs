@@ -81,9 +81,10 @@ fn tabular_train_evaluate_and_registry_commands() {
 
 #[test]
 fn image_training_on_pneumoniamnist_is_reproducible_and_refuses_bad_input() {
+    // Shared data comes from the checkout's layout (../shared beside it), not from the servers
+    // xtask installs: skip with a message like the other shared-data tests.
     let Some(shared) = std::env::var_os("CARELENS_SHARED_DATASETS") else {
-        assert!(std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(), "CARELENS_SHARED_DATASETS not set");
-        eprintln!("SKIPPED: CARELENS_SHARED_DATASETS not set");
+        eprintln!("SKIPPED: CARELENS_SHARED_DATASETS is not set (cargo xtask test sets it to ../shared/datasets)");
         return;
     };
     let npz = std::path::Path::new(&shared).join("pneumoniamnist/pneumoniamnist_trainval.npz");
