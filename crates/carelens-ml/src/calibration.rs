@@ -15,14 +15,9 @@ fn sigmoid(x: f64) -> f64 {
     }
 }
 
-/// Negative log-likelihood of probabilities `p` for `labels`, clamped away from 0 and 1.
-fn nll(p: impl Iterator<Item = f64>, labels: &[bool]) -> f64 {
-    p.zip(labels)
-        .map(|(p, &l)| {
-            let p = p.clamp(1e-12, 1.0 - 1e-12);
-            -(if l { p.ln() } else { (1.0 - p).ln() })
-        })
-        .sum()
+/// `ln(1 + eˣ)` without overflow.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,12 +50,17 @@ fn check(x: &[f64], labels: &[bool]) -> Result<(), MlError> {
 }
 
 impl Calibrator {
-    /// The temperature minimising validation NLL (golden-section search on 1/T, where the
-    /// loss is convex).
+    /// The temperature minimising validation NLL. The exact log-loss `Σ softplus(∓u·z)` is
+    /// convex in `u = 1/T`, so a golden-section search over `ln u` (unimodal) finds it; the
+    /// loss is not clamped, since clamping makes it flat for large `u` and can trap the search
+    /// at a temperature that rounds every probability to 0 or 1.
     pub fn fit_temperature(logits: &[f64], labels: &[bool]) -> Result<Self, MlError> {
         check(logits, labels)?;
-        let loss = |u: f64| nll(logits.iter().map(|&z| sigmoid(z * u)), labels);
-        let (mut lo, mut hi) = (1e-4, 100.0);
+        let loss = |ln_u: f64| {
+            let u = ln_u.exp();
+            logits.iter().zip(labels).map(|(&z, &l)| softplus(if l { -u * z } else { u * z })).sum::<f64>()
+        };
+        let (mut lo, mut hi) = (1e-3f64.ln(), 1e3f64.ln());
         let g = (5f64.sqrt() - 1.0) / 2.0;
         let (mut a, mut b) = (hi - g * (hi - lo), lo + g * (hi - lo));
         let (mut fa, mut fb) = (loss(a), loss(b));
@@ -76,11 +76,11 @@ impl Calibrator {
                 b = lo + g * (hi - lo);
                 fb = loss(b);
             }
-            if hi - lo < 1e-10 {
+            if hi - lo < 1e-9 {
                 break;
             }
         }
-        Ok(Self::Temperature { temperature: 2.0 / (lo + hi) })
+        Ok(Self::Temperature { temperature: (-(lo + hi) / 2.0).exp() })
     }
 
     /// Platt scaling: logistic regression of the label on the score (Newton's method, with

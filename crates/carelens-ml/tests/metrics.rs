@@ -108,6 +108,25 @@ fn calibrators_repair_overconfidence_and_round_trip() {
 }
 
 #[test]
+fn temperature_of_shifted_logits_keeps_the_ranking() {
+    // A weak network whose logits all sit far on the positive side (eval-mode batch norm
+    // after little training): the best temperature must not round them all to 1.0.
+    let l: Vec<bool> = (0..400).map(|i| i % 4 != 0).collect();
+    let shifted: Vec<f64> = l
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| 1.0 + f64::from((i as u32 * 7919) % 100) / 50.0 + if y { 0.61 } else { 0.0 })
+        .collect();
+    let cal = Calibrator::fit_temperature(&shifted, &l).unwrap();
+    let p: Vec<f64> = shifted.iter().map(|&z| cal.apply(z)).collect();
+    let raw = auroc(&shifted, &l).unwrap();
+    let calibrated = auroc(&p, &l).unwrap();
+    assert!((raw - calibrated).abs() < 1e-9, "{cal:?}: AUROC {raw} → {calibrated}");
+    let Calibrator::Temperature { temperature } = cal else { unreachable!() };
+    assert!(temperature > 1.0, "a shifted score needs a softer, not a sharper, temperature: {temperature}");
+}
+
+#[test]
 fn label_report_is_deterministic_and_says_when_auroc_is_undefined() {
     let (s, l) = synthetic(300, 4, 1.0);
     let p: Vec<f64> = s.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();

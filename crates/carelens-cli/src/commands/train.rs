@@ -1,5 +1,7 @@
 //! `carelens train image|tabular`: train, calibrate, threshold, and save a new registry version.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
@@ -31,13 +33,46 @@ pub struct ImageTraining {
     pub modality: Option<ImageModality>,
     pub body_part: Option<String>,
     pub limit: Option<usize>,
+    /// Set when Ctrl-C ended training before `config.epochs` or early stopping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted_after_epoch: Option<usize>,
 }
 
-/// Epoch lines and a live progress bar.
+/// Epoch lines, a live progress bar, and Ctrl-C.
 struct Progress<'a> {
     ctx: &'a Light,
     bar: indicatif::ProgressBar,
     labels: Vec<String>,
+    /// Set by the first Ctrl-C.
+    interrupt: Arc<AtomicBool>,
+    /// The epoch after which the run stopped on Ctrl-C.
+    interrupted_after: Option<usize>,
+    last_epoch: usize,
+}
+
+/// First Ctrl-C: finish the current epoch, then calibrate and save the best epoch so far.
+/// Second Ctrl-C: quit at once (exit status 130), saving nothing; the checkpoint, if any,
+/// still holds the last finished epoch.
+fn watch_ctrl_c(quiet: bool) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&flag);
+    let installed = ctrlc::set_handler(move || {
+        if seen.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: quitting without saving");
+            std::process::exit(130);
+        }
+        if !quiet {
+            eprintln!(
+                "\nCtrl-C: stopping after this epoch, then saving the best epoch so far (Ctrl-C again quits without saving)"
+            );
+        }
+    });
+    if let Err(e) = installed {
+        // Another handler is installed (only in tests that call this twice); Ctrl-C then
+        // falls back to the default, which quits at once.
+        tracing::debug!("Ctrl-C handler not installed: {e}");
+    }
+    flag
 }
 
 impl TrainObserver for Progress<'_> {
@@ -51,6 +86,7 @@ impl TrainObserver for Progress<'_> {
     }
 
     fn epoch(&mut self, l: &EpochLog) {
+        self.last_epoch = l.epoch;
         let aurocs: Vec<String> = self
             .labels
             .iter()
@@ -70,6 +106,14 @@ impl TrainObserver for Progress<'_> {
                 )
             });
         }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        let stop = self.interrupt.load(Ordering::SeqCst);
+        if stop && self.interrupted_after.is_none() {
+            self.interrupted_after = Some(self.last_epoch);
+        }
+        stop
     }
 
     fn resumed(&mut self, epoch: usize) {
@@ -128,10 +172,24 @@ pub fn image(ctx: &Light, args: &TrainImageArgs) -> Result<()> {
     let started = Instant::now();
     let bar = ctx.progress(0, "batches");
     let device = backend::device();
-    let mut observer = Progress { ctx, bar: bar.clone(), labels: labels.clone() };
+    let mut observer = Progress {
+        ctx,
+        bar: bar.clone(),
+        labels: labels.clone(),
+        interrupt: watch_ctrl_c(ctx.quiet),
+        interrupted_after: None,
+        last_epoch: 0,
+    };
     let (net, history) =
         train_net::<TrainBackend>(&train, &val, &config, &device, args.checkpoint.as_deref(), &mut observer)?;
     bar.finish_and_clear();
+    if let Some(epoch) = observer.interrupted_after {
+        eprintln!(
+            "stopped on Ctrl-C after epoch {epoch} of {}; saving the best epoch so far{}",
+            config.epochs,
+            if args.checkpoint.is_some() { " (rerun the same command to continue from the checkpoint)" } else { "" }
+        );
+    }
     let seconds = started.elapsed().as_secs_f64();
     let logits = net.logits(&val, &labels, &device)?;
     let l = labels.len();
@@ -167,6 +225,7 @@ pub fn image(ctx: &Light, args: &TrainImageArgs) -> Result<()> {
             modality: args.modality,
             body_part: args.body_part.clone(),
             limit: args.limit,
+            interrupted_after_epoch: observer.interrupted_after,
         })?,
         assessment,
         dataset: DatasetInfo {
