@@ -5,6 +5,9 @@
 //! - `ci`: formatting, clippy, dependency-boundary checks, then `test`.
 //! - `bench-store [PATIENTS] [OBJECTS]`: history inserts/s and 1 MB object puts/s, embedded vs
 //!   MongoDB + S3, side by side.
+//! - `bench-ml [SECONDS]`: image-network training/inference images/s (burn flex and ndarray vs
+//!   PyTorch CPU, same architecture) and tabular 10-fold fit times on WDBC (linfa vs
+//!   scikit-learn), with AUROCs and ratios. Installs torch + scikit-learn into a venv (~6 GB).
 //! - `bench-generate [N]`: release build, then time population generation (N patients,
 //!   default 100 000): generation alone vs generation + SQLite writes, 1 thread vs all.
 
@@ -43,10 +46,11 @@ fn real_main() -> Result<()> {
             println!("CARELENS_WDBC_CSV={}", servers::wdbc_csv()?.display());
             Ok(())
         }
+        "bench-ml" => bench_ml(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0)),
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>"
+                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-ml [SECONDS] | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>"
             );
             bail!("unknown task `{task}`")
         }
@@ -223,13 +227,7 @@ fn bench_imaging(root: &Path, seconds: f64) -> Result<()> {
         .map(|f| fixtures.join("files").join(f).display().to_string())
         .collect();
     std::fs::write(work.join("all.txt"), all.join("\n"))?;
-    // The peer's environment, once.
-    let venv = target_dir()?.parent().map_or_else(|| work.join("venv"), |p| p.join("bench-venv"));
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(PEER_PACKAGES))?;
+    let python = bench_python(PEER_PACKAGES)?;
     let peer = root.join("crates/carelens-imaging/benches/python_peer.py");
     let bench = |args: &[&str]| -> Result<String> {
         output(
@@ -304,6 +302,83 @@ fn bench_imaging(root: &Path, seconds: f64) -> Result<()> {
             ra / pa.max(1e-9)
         ));
         eprintln!("{}", table.last().map(String::as_str).unwrap_or_default());
+    }
+    println!("{}", table.join("\n"));
+    Ok(())
+}
+
+/// The Python environment of the benchmark peers (shared by `bench-imaging` and `bench-ml`).
+fn bench_python(packages: &[&str]) -> Result<PathBuf> {
+    let venv =
+        target_dir()?.parent().map_or_else(|| target_dir().unwrap_or_default().join("venv"), |p| p.join("bench-venv"));
+    let python = venv.join("bin/python");
+    if !python.is_file() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(packages))?;
+    Ok(python)
+}
+
+/// Image network and tabular model benchmarks against PyTorch and scikit-learn.
+fn bench_ml(root: &Path, seconds: f64) -> Result<()> {
+    let python = bench_python(&["torch==2.15.0", "scikit-learn==1.9.1", "numpy"])?;
+    let peer = root.join("crates/carelens-ml/benches/python_peer.py");
+    let bench = |args: &[&str]| -> Result<serde_json::Value> {
+        let out = output(
+            cargo()
+                .args(["bench", "--locked", "-q", "-p", "carelens-ml", "--features", "flex,ndarray"])
+                .args(["--bench", "throughput", "--"])
+                .args(args),
+        )?;
+        Ok(serde_json::from_str(out.trim())?)
+    };
+    let py = |args: &[&str]| -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(output(Command::new(&python).arg(&peer).args(args))?.trim())?)
+    };
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let secs = seconds.to_string();
+    let mut table = vec![format!(
+        "image network (77 k parameters, 1x28x28, batch 64 train / 256 inference), {cores} cores, {seconds} s per measurement"
+    )];
+    table.push(format!("{:<26} {:>12} {:>8} {:>12} {:>8}", "", "train img/s", "vs torch", "infer img/s", "vs torch"));
+    let torch = py(&["image", &cores.to_string(), &secs])?;
+    let rows = [
+        ("burn 0.21 flex".to_owned(), bench(&["image", "flex", &secs])?),
+        ("burn 0.21 ndarray".to_owned(), bench(&["image", "ndarray", &secs])?),
+        (format!("PyTorch {} CPU", torch["torch"].as_str().unwrap_or("?")), torch.clone()),
+    ];
+    for (name, v) in &rows {
+        let (t, i) = (f(v, "train_images_per_s"), f(v, "infer_images_per_s"));
+        table.push(format!(
+            "{name:<26} {t:>12.0} {:>7.2}x {i:>12.0} {:>7.2}x",
+            t / f(&torch, "train_images_per_s"),
+            i / f(&torch, "infer_images_per_s")
+        ));
+        eprintln!("{}", table.last().map(String::as_str).unwrap_or_default());
+    }
+    let csv = servers::wdbc_csv()?.display().to_string();
+    let ours = bench(&["tabular", &csv, "5"])?;
+    let theirs = py(&["tabular", &csv, "5"])?;
+    table.push(String::new());
+    table.push(format!(
+        "WDBC, 10-fold stratified CV (10 fits + predictions), median of 5 runs, 1 core; scikit-learn {}",
+        theirs["sklearn"].as_str().unwrap_or("?")
+    ));
+    table.push(format!(
+        "{:<12} {:>10} {:>10} {:>8} | {:>10} {:>12}",
+        "family", "linfa s", "sklearn s", "speedup", "AUROC ours", "AUROC sklearn"
+    ));
+    for family in ["logistic", "naive_bayes", "forest"] {
+        let (a, b) = (&ours[family], &theirs[family]);
+        table.push(format!(
+            "{family:<12} {:>10.4} {:>10.4} {:>7.1}x | {:>10.4} {:>12.4}",
+            f(a, "cv_seconds"),
+            f(b, "cv_seconds"),
+            f(b, "cv_seconds") / f(a, "cv_seconds"),
+            f(a, "auroc"),
+            f(b, "auroc")
+        ));
     }
     println!("{}", table.join("\n"));
     Ok(())

@@ -1,4 +1,6 @@
 //! Quick PneumoniaMNIST run: `cargo run --release -p carelens-ml --example pneumonia -- EPOCHS`.
+#![allow(clippy::unwrap_used)]
+
 use burn::backend::{Autodiff, Flex, NdArray};
 use carelens_ml::image::{EpochLog, ImageSet, ImageTrainConfig, TrainObserver, train_net};
 

@@ -367,10 +367,14 @@ impl TabularParams {
                     let sample: Vec<usize> = (0..rows.len()).map(|_| rng.below(rows.len())).collect();
                     let xs = Array2::from_shape_fn((sample.len(), take), |(i, j)| x[[sample[i], features[j]]]);
                     let ys: Array1<bool> = sample.iter().map(|&i| y[i]).collect();
+                    // linfa-trees breaks a tie between the classes in a leaf by HashMap order,
+                    // which differs run to run; a slightly heavier negative class makes ties
+                    // vote negative, so the same seed gives the same forest.
+                    let weights: Array1<f32> = ys.iter().map(|&p| if p { 1.0 } else { 1.0 + 1e-4 }).collect();
                     let tree = DecisionTree::params()
                         .max_depth(Some(max_depth))
                         .min_weight_leaf(2.0)
-                        .fit(&Dataset::new(xs, ys))
+                        .fit(&Dataset::new(xs, ys).with_weights(weights))
                         .map_err(|e| MlError::Input(format!("a forest tree did not fit: {e}")))?;
                     out.push(ForestTree { features, tree });
                 }

@@ -131,6 +131,11 @@ fn wdbc_every_model_family_reaches_its_floor_and_round_trips_exactly() {
         eprintln!("WDBC 5-fold {params}: AUROC {auc:.4}");
         assert!(auc >= floor, "{params}: AUROC {auc:.4} below {floor}");
         let model = params.fit(&table, &rows, 3).unwrap();
+        // The same seed gives the same model (linfa-trees breaks leaf ties by HashMap order).
+        for _ in 0..3 {
+            let again = params.fit(&table, &rows, 3).unwrap();
+            assert_eq!(again.predict(&table, &rows).unwrap(), model.predict(&table, &rows).unwrap(), "{params}");
+        }
         let back: carelens_ml::TabularModel = serde_json::from_str(&serde_json::to_string(&model).unwrap()).unwrap();
         assert_eq!(back.predict(&table, &rows).unwrap(), model.predict(&table, &rows).unwrap(), "{params}");
     }
