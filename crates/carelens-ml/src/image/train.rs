@@ -67,6 +67,8 @@ pub struct EpochLog {
     pub val_loss: f64,
     /// Per label; `None` where the validation set has one class only.
     pub val_auroc: Vec<Option<f64>>,
+    /// Mean over learnable labels with at least 5 validation positives (else at least 1):
+    /// what early stopping and model selection use.
     pub mean_val_auroc: Option<f64>,
     pub seconds: f64,
 }
@@ -304,6 +306,7 @@ pub fn train_net<B: AutodiffBackend>(
         .filter(|((p, n), _)| *p == 0 || *n == 0)
         .map(|(_, s)| s.clone())
         .collect();
+    let val_positives: Vec<usize> = (0..l).map(|k| val.label_targets(k).iter().filter(|&&t| t).count()).collect();
     if unlearnable.len() == l {
         let (positives, negatives) = counts[0];
         return Err(MlError::SingleClass { positives, negatives });
@@ -401,7 +404,15 @@ pub fn train_net<B: AutodiffBackend>(
             *v += logit_offset[i % l];
         }
         let (val_loss, val_auroc) = validate(&z, val);
-        let known: Vec<f64> = val_auroc.iter().flatten().copied().collect();
+        // Selection looks at labels the network can learn (both classes in training) with
+        // at least 5 validation positives; a label with one positive swings the mean at random.
+        let usable =
+            |k: usize, min_pos: usize| !unlearnable.contains(&train.label_names[k]) && val_positives[k] >= min_pos;
+        let mut known: Vec<f64> =
+            val_auroc.iter().enumerate().filter(|(k, _)| usable(*k, 5)).filter_map(|(_, a)| *a).collect();
+        if known.is_empty() {
+            known = val_auroc.iter().enumerate().filter(|(k, _)| usable(*k, 1)).filter_map(|(_, a)| *a).collect();
+        }
         let mean_val_auroc = (!known.is_empty()).then(|| known.iter().sum::<f64>() / known.len() as f64);
         // Without any two-class validation label, select on (negative) loss instead.
         let score = mean_val_auroc.unwrap_or(-val_loss);
