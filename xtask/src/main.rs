@@ -143,7 +143,8 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
 /// everyone else reaches it through their traits. Dev-dependencies are exempt: a test may open
 /// a store file to corrupt it.
 /// Crates that do no IO: no path to any backend library at all.
-const PURE: &[&str] = &["carelens-domain", "carelens-synth", "carelens-imaging", "carelens-phantom", "carelens-ml"];
+const PURE: &[&str] =
+    &["carelens-domain", "carelens-synth", "carelens-imaging", "carelens-phantom", "carelens-ml", "carelens-features"];
 
 fn check_boundaries() -> Result<()> {
     let meta = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;

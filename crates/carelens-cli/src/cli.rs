@@ -247,8 +247,8 @@ pub enum CalibrationArg {
 
 #[derive(Debug, Args)]
 pub struct TrainTabularArgs {
-    /// CSV file with a header row
-    #[arg(long, value_name = "CSV")]
+    /// CSV file with a header row, or a Parquet file (.parquet)
+    #[arg(long, value_name = "CSV|PARQUET")]
     pub data: PathBuf,
 
     /// The binary target column
@@ -346,6 +346,32 @@ pub enum ExportCommand {
     /// the secret in CARELENS_DEID_SECRET (at least 16 characters), so the same secret gives
     /// consistent exports. Writes OUT/<pseudonym>/<study>/<instance>.dcm and OUT/labels.csv.
     Images(ExportImagesArgs),
+
+    /// Export one feature row per patient for tabular models (Parquet or CSV, by extension)
+    ///
+    /// Built with polars from each history up to --as-of: age (completed years), sex, visits
+    /// in the last year, current medications, other active diagnoses, and per common lab test
+    /// (LOINC) the latest and mean value; the target column diagnosis_<CATEGORY> is yes/no for
+    /// a recorded diagnosis in that ICD-10 category. No names, IDs or dates are written.
+    ///
+    /// Example: carelens export features --diagnosis E11 --out diabetes.parquet &&
+    ///   carelens train tabular --data diabetes.parquet --target diagnosis_E11 --model diabetes
+    Features(ExportFeaturesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportFeaturesArgs {
+    /// ICD-10 category of the target diagnosis, e.g. E11 (type 2 diabetes), I10, J45
+    #[arg(long, value_name = "CATEGORY")]
+    pub diagnosis: String,
+
+    /// Output file: .parquet for Parquet, anything else for CSV
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// History up to this date counts [default: the population's generation date, else today]
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<NaiveDate>,
 }
 
 #[derive(Debug, Args)]

@@ -21,7 +21,7 @@ pub use registry::{
     DatasetInfo, FORMAT_VERSION, Fingerprint, ModelBody, ModelManifest, Registry, load_image_net, model_card,
     sha256_hex,
 };
-pub use table::{Column, ColumnData, ColumnReport, MISSING, Table, read_csv};
+pub use table::{Column, ColumnData, ColumnReport, MISSING, Table, read_csv, table_from_cells};
 pub use tabular::{
     FeatureColumn, FeatureSchema, ForestTree, LogisticModel, SearchPoint, TabularKind, TabularModel, TabularParams,
     cross_validate, cross_validate_params, grid_search, stratified_folds,

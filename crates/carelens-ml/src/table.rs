@@ -75,14 +75,6 @@ pub fn read_csv(path: &Path, target: &str, positive: Option<&str>) -> Result<(Ta
         .map_err(|e| err(format!("cannot open: {e}")))?;
     let headers: Vec<String> =
         reader.headers().map_err(|e| err(format!("cannot read the header: {e}")))?.iter().map(str::to_owned).collect();
-    let Some(target_index) = headers.iter().position(|h| h == target) else {
-        let shown: Vec<&str> = headers.iter().take(12).map(String::as_str).collect();
-        return Err(err(format!(
-            "no column `{target}` for --target; columns are: {}{}",
-            shown.join(", "),
-            if headers.len() > 12 { ", …" } else { "" }
-        )));
-    };
     let mut cells: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
     let mut lines = Vec::new();
     for record in reader.records() {
@@ -92,6 +84,36 @@ pub fn read_csv(path: &Path, target: &str, positive: Option<&str>) -> Result<(Ta
             cells[i].push(c.to_owned());
         }
     }
+    table_from_cells(&path.display().to_string(), &headers, cells, &lines, target, positive)
+}
+
+/// Builds a [`Table`] from text cells, one `Vec` per column (`""` or a [`MISSING`] marker for
+/// a missing cell), with the same per-column checks as [`read_csv`]. `lines[r]` is row `r`'s
+/// 1-based line (or row number) in `source`, for reports.
+pub fn table_from_cells(
+    source: &str,
+    headers: &[String],
+    cells: Vec<Vec<String>>,
+    lines: &[u64],
+    target: &str,
+    positive: Option<&str>,
+) -> Result<(Table, Vec<ColumnReport>), MlError> {
+    let err = |m: String| MlError::Input(format!("{source}: {m}"));
+    if cells.len() != headers.len() || cells.iter().any(|c| c.len() != lines.len()) {
+        return Err(err(format!(
+            "{} headers but {} columns, or columns of unequal length",
+            headers.len(),
+            cells.len()
+        )));
+    }
+    let Some(target_index) = headers.iter().position(|h| h == target) else {
+        let shown: Vec<&str> = headers.iter().take(12).map(String::as_str).collect();
+        return Err(err(format!(
+            "no column `{target}` for --target; columns are: {}{}",
+            shown.join(", "),
+            if headers.len() > 12 { ", …" } else { "" }
+        )));
+    };
     // Target: rows without one are dropped (and counted).
     let raw_target = &cells[target_index];
     let keep: Vec<bool> = raw_target.iter().map(|t| !is_missing(t)).collect();
@@ -139,7 +161,7 @@ pub fn read_csv(path: &Path, target: &str, positive: Option<&str>) -> Result<(Ta
             continue;
         }
         let values: Vec<(&String, u64)> =
-            cells[i].iter().zip(&lines).zip(&keep).filter(|(_, k)| **k).map(|((v, l), _)| (v, *l)).collect();
+            cells[i].iter().zip(lines).zip(&keep).filter(|(_, k)| **k).map(|((v, l), _)| (v, *l)).collect();
         let present: Vec<&(&String, u64)> = values.iter().filter(|(v, _)| !is_missing(v)).collect();
         let parsed = present.iter().filter(|(v, _)| v.parse::<f64>().is_ok_and(f64::is_finite)).count();
         // Numeric when at least three quarters of the present cells are numbers.

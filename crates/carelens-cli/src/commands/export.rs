@@ -4,7 +4,10 @@ use anyhow::{Context as _, Result, bail};
 use carelens_imaging::DeidConfig;
 use carelens_ingest::export_deidentified;
 
-use crate::cli::ExportImagesArgs;
+use carelens_features::{HistoryFeatures, target_column, write_table};
+use carelens_store::{HistoryFilter, PageRequest};
+
+use crate::cli::{ExportFeaturesArgs, ExportImagesArgs};
 use crate::context::{Bar, Context};
 use crate::{env, output};
 
@@ -50,5 +53,55 @@ pub fn run(ctx: &Context, args: &ExportImagesArgs) -> Result<()> {
     if report.refused.len() + report.failed.len() > 20 {
         outln!("  … use --json for every image");
     }
+    Ok(())
+}
+
+/// `carelens export features`: one anonymous feature row per patient, built with polars.
+pub fn features(ctx: &Context, args: &ExportFeaturesArgs) -> Result<()> {
+    let population = super::generate::population(ctx)?;
+    let as_of = args.as_of.or(population.map(|p| p.as_of)).unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let mut features = HistoryFeatures::new(as_of, &args.diagnosis)?;
+    let total = ctx.runtime.block_on(ctx.store.counts())?.patients;
+    let bar = ctx.progress(total, "patients");
+    let all = HistoryFilter::default();
+    let mut page = Some(PageRequest::first(1000));
+    while let Some(req) = page {
+        let got = ctx.runtime.block_on(ctx.store.list_patients(req)).context("listing patients")?;
+        for p in &got.items {
+            let history = ctx.runtime.block_on(ctx.store.history(&p.id, &all)).context("reading a history")?;
+            features.add(p.sex, p.birth_date, &history);
+            bar.inc(1);
+        }
+        page = got.next;
+    }
+    bar.finish_and_clear();
+    let mut df = features.finish()?;
+    let bytes = write_table(&mut df, &args.out)?;
+    let target = target_column(&args.diagnosis.trim().to_ascii_uppercase());
+    let positives = df.column(&target)?.str()?.iter().filter(|v| *v == Some("yes")).count();
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "out": args.out.display().to_string(),
+            "rows": df.height(),
+            "columns": df.get_column_names().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "target": target,
+            "positives": positives,
+            "as_of": as_of,
+            "bytes": bytes,
+        }));
+    }
+    outln!(
+        "wrote {} rows × {} columns ({} KiB) → {} (as of {as_of}; {target}: {positives} yes, {} no)",
+        df.height(),
+        df.width(),
+        bytes.div_ceil(1024),
+        args.out.display(),
+        df.height() - positives
+    );
+    outln!(
+        "train on it: carelens train tabular --data {} --target {target} --positive yes --model {}",
+        args.out.display(),
+        target.replace('_', "-").to_lowercase()
+    );
     Ok(())
 }

@@ -32,12 +32,13 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let ctx = Context::open(g.data_dir, g.store, g.objects, g.json, g.quiet)?;
     match cli.command {
-        Command::Demo(args) => demo::run(&ctx, &args),
+        Command::Demo(args) => demo::run(&ctx, &light, &args),
         Command::Generate(args) => generate::run(&ctx, &args),
         Command::Stats(args) => stats::run(&ctx, &args),
         Command::Migrate(args) => migrate::run(&ctx, &args),
         Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
         Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),
+        Command::Export(ExportCommand::Features(args)) => export::features(&ctx, &args),
         Command::Train(_) | Command::Evaluate(_) | Command::Models(_) => unreachable!("handled above"),
     }
 }

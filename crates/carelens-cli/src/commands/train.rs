@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use carelens_ml::image::{Augment, EpochLog, ImageTrainConfig, TrainObserver, net_to_bytes, train_net};
 use carelens_ml::{
     CalibrationMethod, DatasetInfo, Fingerprint, ModelBody, ModelManifest, Registry, TabularKind, ThresholdRule,
-    assess, grid_search, logit, read_csv,
+    assess, grid_search, logit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -269,7 +269,7 @@ fn report(ctx: &Light, registry: &Registry, m: &ModelManifest, version: u32, bes
 pub fn tabular(ctx: &Light, args: &TrainTabularArgs) -> Result<()> {
     let rule = threshold_rule(&args.threshold)?;
     let registry = Registry::new(&ctx.models);
-    let (table, columns) = read_csv(&args.data, &args.target, args.positive.as_deref())?;
+    let (table, columns) = carelens_features::read_table(&args.data, &args.target, args.positive.as_deref())?;
     if !ctx.quiet {
         for c in &columns {
             for w in &c.warnings {

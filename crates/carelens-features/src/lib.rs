@@ -1,0 +1,284 @@
+//! Feature tables with polars.
+//!
+//! - [`HistoryFeatures`]: one row per patient from their history, for tabular models: age and
+//!   sex; per lab test (LOINC) the latest and the mean value; visits (days with any entry) in
+//!   the year before `as_of`; medications current on `as_of`; other active diagnoses; and a
+//!   `yes`/`no` target column saying whether the patient has a recorded diagnosis in the
+//!   target ICD-10 category. The target's own diagnoses are not features.
+//!   No identifiers, names or dates are written, and age is in completed years: rows are
+//!   anonymous (though rare combinations can still single a patient out; share with care).
+//! - [`read_table`]: a user's CSV or Parquet file as a [`carelens_ml::Table`], with the same
+//!   per-column reports (missing markers, text in numeric columns, suspicious zeros).
+//!
+//! Only history up to `as_of` counts. Features describe the whole history, also after the
+//! diagnosis (medication for the condition, follow-up labs), so a model on them recognises
+//! recorded disease; it does not forecast onset.
+
+use std::path::Path;
+
+use carelens_domain::{ClinicalStatus, HistoryEntry, HistoryKind, Sex};
+use carelens_ml::{ColumnReport, MlError, Table};
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("{0}")]
+    Input(String),
+    #[error("{path}: {detail}")]
+    File { path: String, detail: String },
+    #[error(transparent)]
+    Ml(#[from] MlError),
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+}
+
+pub type Result<T, E = FeatureError> = std::result::Result<T, E>;
+
+/// A lab test becomes two columns when at least this share of patients has a result.
+pub const MIN_LAB_COVERAGE: f64 = 0.02;
+
+/// The name of the target column [`HistoryFeatures`] writes, e.g. `diagnosis_E11`.
+pub fn target_column(icd10_category: &str) -> String {
+    format!("diagnosis_{icd10_category}")
+}
+
+fn days(d: NaiveDate) -> i32 {
+    // Days since 1970-01-01; fits i32 for any date the domain accepts.
+    (d - NaiveDate::default()).num_days() as i32
+}
+
+/// Accumulates patients' histories, then builds the feature table with polars.
+pub struct HistoryFeatures {
+    as_of: NaiveDate,
+    target: String,
+    // One row per patient.
+    age: Vec<f64>,
+    sex: Vec<&'static str>,
+    positive: Vec<bool>,
+    // Long tables, keyed by the patient's row.
+    obs_row: Vec<u32>,
+    obs_code: Vec<String>,
+    obs_day: Vec<i32>,
+    obs_value: Vec<f64>,
+    entry_row: Vec<u32>,
+    entry_day: Vec<i32>,
+    med_row: Vec<u32>,
+    dx_row: Vec<u32>,
+}
+
+impl HistoryFeatures {
+    /// `target` is a three-character ICD-10 category such as `E11` (type 2 diabetes).
+    pub fn new(as_of: NaiveDate, target: &str) -> Result<Self> {
+        let t = target.trim().to_ascii_uppercase();
+        let b = t.as_bytes();
+        if b.len() != 3 || !b[0].is_ascii_uppercase() || !b[1].is_ascii_digit() || !b[2].is_ascii_alphanumeric() {
+            return Err(FeatureError::Input(format!(
+                "target {target:?}: give a three-character ICD-10 category such as E11 (type 2 diabetes) or I10"
+            )));
+        }
+        Ok(Self {
+            as_of,
+            target: t,
+            age: vec![],
+            sex: vec![],
+            positive: vec![],
+            obs_row: vec![],
+            obs_code: vec![],
+            obs_day: vec![],
+            obs_value: vec![],
+            entry_row: vec![],
+            entry_day: vec![],
+            med_row: vec![],
+            dx_row: vec![],
+        })
+    }
+
+    pub fn patients(&self) -> usize {
+        self.age.len()
+    }
+
+    /// Adds one patient (born on or before `as_of`) with their history entries.
+    pub fn add(&mut self, sex: Sex, birth_date: NaiveDate, entries: &[HistoryEntry]) {
+        if birth_date > self.as_of {
+            return;
+        }
+        let row = self.age.len() as u32;
+        // Completed years only: a fractional age would give the birth date away to the day.
+        self.age.push(f64::from(self.as_of.years_since(birth_date).unwrap_or(0)));
+        self.sex.push(match sex {
+            Sex::Female => "female",
+            Sex::Male => "male",
+            Sex::Diverse => "diverse",
+            Sex::Unknown => "unknown",
+        });
+        let mut positive = false;
+        for e in entries.iter().filter(|e| e.date <= self.as_of) {
+            self.entry_row.push(row);
+            self.entry_day.push(days(e.date));
+            match &e.kind {
+                HistoryKind::Observation(o) => {
+                    self.obs_row.push(row);
+                    self.obs_code.push(o.code.as_str().to_owned());
+                    self.obs_day.push(days(e.date));
+                    self.obs_value.push(o.value);
+                }
+                HistoryKind::Medication(m) | HistoryKind::PsychiatricMedication(m) if m.is_current(self.as_of) => {
+                    self.med_row.push(row);
+                }
+                HistoryKind::Diagnosis(d) if d.code.category() == self.target => positive = true,
+                HistoryKind::Diagnosis(d) if d.status == ClinicalStatus::Active => self.dx_row.push(row),
+                _ => {}
+            }
+        }
+        self.positive.push(positive);
+    }
+
+    /// The feature table: `age`, `sex`, `visits_365d`, `active_medications`,
+    /// `other_active_diagnoses`, `lab_<LOINC>_latest` / `lab_<LOINC>_mean` for tests that at
+    /// least [`MIN_LAB_COVERAGE`] of patients have, and the target column (`yes`/`no`).
+    pub fn finish(self) -> Result<DataFrame> {
+        let n = self.age.len();
+        if n == 0 {
+            return Err(FeatureError::Input("no patients: generate or import a population first".into()));
+        }
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let target = target_column(&self.target);
+        let base = df!(
+            "row" => rows,
+            "age" => self.age,
+            "sex" => self.sex,
+            target.as_str() => self.positive.iter().map(|&p| if p { "yes" } else { "no" }).collect::<Vec<_>>(),
+        )?
+        .lazy();
+        let since = days(self.as_of) - 365;
+        let visits = df!("row" => self.entry_row, "day" => self.entry_day)?
+            .lazy()
+            .filter(col("day").gt(lit(since)))
+            .group_by([col("row")])
+            .agg([col("day").n_unique().cast(DataType::Float64).alias("visits_365d")]);
+        let count = |rows: Vec<u32>, name: &str| -> PolarsResult<LazyFrame> {
+            Ok(df!("row" => rows)?.lazy().group_by([col("row")]).agg([len().cast(DataType::Float64).alias(name)]))
+        };
+        let meds = count(self.med_row, "active_medications")?;
+        let dx = count(self.dx_row, "other_active_diagnoses")?;
+        let labs = df!(
+            "row" => self.obs_row,
+            "code" => self.obs_code,
+            "day" => self.obs_day,
+            "value" => self.obs_value,
+        )?
+        .lazy()
+        .group_by([col("row"), col("code")])
+        .agg([
+            col("value").sort_by([col("day")], SortMultipleOptions::default()).last().alias("latest"),
+            col("value").mean().alias("mean"),
+        ])
+        .collect()?;
+        // Lab tests common enough to be a feature, in code order.
+        let coverage = labs
+            .clone()
+            .lazy()
+            .group_by([col("code")])
+            .agg([len().alias("patients")])
+            .filter(col("patients").cast(DataType::Float64).gt_eq(lit(MIN_LAB_COVERAGE * n as f64)))
+            .sort(["code"], SortMultipleOptions::default())
+            .collect()?;
+        let codes: Vec<String> = coverage.column("code")?.str()?.iter().flatten().map(str::to_owned).collect();
+
+        let zero_if_none = |c: &str| col(c).fill_null(lit(0.0));
+        let mut table = base
+            .left_join(visits, col("row"), col("row"))
+            .left_join(meds, col("row"), col("row"))
+            .left_join(dx, col("row"), col("row"))
+            .with_columns([
+                zero_if_none("visits_365d"),
+                zero_if_none("active_medications"),
+                zero_if_none("other_active_diagnoses"),
+            ]);
+        for code in &codes {
+            let one = labs.clone().lazy().filter(col("code").eq(lit(code.as_str()))).select([
+                col("row"),
+                col("latest").alias(format!("lab_{code}_latest")),
+                col("mean").alias(format!("lab_{code}_mean")),
+            ]);
+            table = table.left_join(one, col("row"), col("row"));
+        }
+        let mut order = vec![col("age"), col("sex"), col("visits_365d"), col("active_medications")];
+        order.push(col("other_active_diagnoses"));
+        for code in &codes {
+            order.push(col(format!("lab_{code}_latest")));
+            order.push(col(format!("lab_{code}_mean")));
+        }
+        order.push(col(target.as_str()));
+        Ok(table.sort(["row"], SortMultipleOptions::default()).select(order).collect()?)
+    }
+}
+
+/// Writes `df` as Parquet (`.parquet`) or CSV (anything else); returns the bytes written.
+pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<u64> {
+    let file_err =
+        |e: &dyn std::fmt::Display| FeatureError::File { path: path.display().to_string(), detail: e.to_string() };
+    if is_parquet(path) {
+        let f = std::fs::File::create(path).map_err(|e| file_err(&e))?;
+        return ParquetWriter::new(f).finish(df).map_err(|e| file_err(&e));
+    }
+    let mut out = String::new();
+    let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+    out.push_str(&names.join(","));
+    out.push('\n');
+    let columns: Vec<Vec<String>> = df.columns().iter().map(column_cells).collect::<Result<_>>()?;
+    for r in 0..df.height() {
+        let cells: Vec<&str> = columns.iter().map(|c| c[r].as_str()).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    std::fs::write(path, &out).map_err(|e| file_err(&e))?;
+    Ok(out.len() as u64)
+}
+
+fn is_parquet(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
+}
+
+/// A column as text cells (`""` for null); floats in their shortest exact form.
+fn column_cells(c: &Column) -> Result<Vec<String>> {
+    let c = c.as_materialized_series();
+    Ok(match c.dtype() {
+        DataType::String => c.str()?.iter().map(|v| v.unwrap_or_default().to_owned()).collect(),
+        DataType::Boolean => c.bool()?.iter().map(|v| v.map_or(String::new(), |b| b.to_string())).collect(),
+        d if d.is_primitive_numeric() => c
+            .cast(&DataType::Float64)?
+            .f64()?
+            .iter()
+            .map(|v| {
+                v.map_or(String::new(), |x| {
+                    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{x:.0}") } else { x.to_string() }
+                })
+            })
+            .collect(),
+        other => {
+            return Err(FeatureError::Input(format!(
+                "column `{}` has type {other}, which carelens does not read; store numbers, text or booleans",
+                c.name()
+            )));
+        }
+    })
+}
+
+/// Reads a CSV or Parquet file (by extension) as a [`Table`] with a binary `target` column.
+pub fn read_table(path: &Path, target: &str, positive: Option<&str>) -> Result<(Table, Vec<ColumnReport>)> {
+    if !is_parquet(path) {
+        return Ok(carelens_ml::read_csv(path, target, positive)?);
+    }
+    let file_err =
+        |e: &dyn std::fmt::Display| FeatureError::File { path: path.display().to_string(), detail: e.to_string() };
+    let f = std::fs::File::open(path).map_err(|e| file_err(&e))?;
+    let df = ParquetReader::new(f).finish().map_err(|e| file_err(&format!("not a readable Parquet file ({e})")))?;
+    let headers: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+    let cells: Vec<Vec<String>> =
+        df.columns().iter().map(column_cells).collect::<Result<_>>().map_err(|e| file_err(&e))?;
+    // Row numbers stand in for line numbers (1-based, header excluded).
+    let lines: Vec<u64> = (1..=df.height() as u64).collect();
+    Ok(carelens_ml::table_from_cells(&path.display().to_string(), &headers, cells, &lines, target, positive)?)
+}
