@@ -1,14 +1,16 @@
 //! `carelens demo`: the main job. Each module adds its step here.
 
 use anyhow::Result;
+use carelens_ml::{ModelBody, Registry};
 use carelens_synth::Config;
 use serde::Serialize;
 
+use super::evaluate::{self, Evaluation};
 use super::generate::{self, GenerateReport};
 use super::images::{self, SyntheticImagesReport};
 use super::stats::{self, StatsReport};
-use crate::cli::DemoArgs;
-use crate::context::Context;
+use crate::cli::{DemoArgs, EvaluateArgs};
+use crate::context::{Context, Light};
 use crate::output;
 
 /// Seed of the demo population.
@@ -20,11 +22,59 @@ struct DemoReport {
     population: GenerateReport,
     images: Option<SyntheticImagesReport>,
     stats: StatsReport,
+    models: ModelsStep,
     /// What happened to the HTTP server step.
     serve: &'static str,
 }
 
-pub fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
+/// The models step: every image model in the registry that was trained on DICOM studies,
+/// run on the demo's own synthetic studies at its saved calibration and thresholds.
+#[derive(Debug, Serialize, Default)]
+struct ModelsStep {
+    registry: String,
+    evaluations: Vec<Evaluation>,
+    /// Models not run here, and why.
+    not_run: Vec<(String, String)>,
+}
+
+fn models_step(light: &Light, images: Option<&SyntheticImagesReport>, labels: &std::path::Path) -> Result<ModelsStep> {
+    let registry = Registry::new(&light.models);
+    let mut step = ModelsStep { registry: light.models.display().to_string(), ..ModelsStep::default() };
+    let Some(images) = images else {
+        return Ok(step);
+    };
+    for name in registry.names()? {
+        let (name, version) = registry.resolve(&name)?;
+        let m = registry.load(&name, version)?;
+        match &m.body {
+            ModelBody::Image { preprocess: Some(_), .. } => {}
+            ModelBody::Image { .. } => {
+                step.not_run.push((name, "trained on an .npz archive, not on DICOM studies".to_owned()));
+                continue;
+            }
+            ModelBody::Tabular { .. } => {
+                step.not_run.push((name, "a tabular model (evaluate it with `carelens evaluate`)".to_owned()));
+                continue;
+            }
+        }
+        let args = EvaluateArgs {
+            model: format!("{name}@{version}"),
+            data: images.folder.clone(),
+            labels: Some(labels.to_owned()),
+            split: "val".to_owned(),
+            plots: None,
+            seed: DEMO_SEED,
+        };
+        match evaluate::evaluate(light, &args) {
+            Ok(e) => step.evaluations.push(e),
+            // A model whose modality the demo did not render, say: reported, not fatal.
+            Err(e) => step.not_run.push((name, format!("{e:#}"))),
+        }
+    }
+    Ok(step)
+}
+
+pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     if !ctx.json {
         outln!("carelens demo: data directory {}", ctx.data_dir.display());
     }
@@ -42,6 +92,7 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let population = generate::generate(ctx, &config)?;
     let images = if args.no_images { None } else { Some(images::synthesize_and_ingest(ctx, config.seed)?) };
     let stats = stats::collect(ctx, None)?;
+    let models = models_step(light, images.as_ref(), &ctx.data_dir.join("incoming/synthetic-labels.csv"))?;
     let serve = if args.no_serve {
         "skipped (--no-serve)"
     } else {
@@ -54,18 +105,40 @@ pub fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
             population,
             images,
             stats,
+            models,
             serve,
         });
     }
-    outln!("\n[1/3] population");
+    outln!("\n[1/4] population");
     generate::print_human(&population);
-    outln!("\n[2/3] synthetic imaging studies");
+    outln!("\n[2/4] synthetic imaging studies");
     match &images {
         Some(r) => images::print_human(r),
         None => outln!("skipped (--no-images)"),
     }
-    outln!("\n[3/3] what the store holds");
+    outln!("\n[3/4] what the store holds");
     stats::print_human(&stats);
+    outln!(
+        "\n[4/4] diagnosis models ({}) on this population's studies, which they were not trained on",
+        models.registry
+    );
+    if images.is_none() {
+        outln!("skipped: no synthetic studies (--no-images)");
+    } else if models.evaluations.is_empty() {
+        outln!(
+            "no image model trained on DICOM studies in {}; train one with\n  carelens train image --data {} --labels {} --modality xray --model chest-xray",
+            models.registry,
+            ctx.data_dir.join("incoming/synthetic").display(),
+            ctx.data_dir.join("incoming/synthetic-labels.csv").display()
+        );
+    }
+    for e in &models.evaluations {
+        outln!();
+        evaluate::print_human(e);
+    }
+    for (name, why) in &models.not_run {
+        outln!("not run: {name}: {why}");
+    }
     outln!("\nserver: {serve}");
     outln!(
         "\nNext: `carelens stats` any time; `carelens generate --patients 100000 --seed 7 --data-dir DIR` for a bigger population."

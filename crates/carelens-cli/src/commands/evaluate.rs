@@ -1,7 +1,7 @@
 //! `carelens evaluate`: a saved model on labelled data, at its own calibration and thresholds.
 
 use anyhow::{Context as _, Result, bail};
-use carelens_ml::{LabelReport, ModelBody, Registry, evaluate_label, load_image_net, logit, read_csv};
+use carelens_ml::{LabelReport, ModelBody, Registry, evaluate_label, load_image_net, logit};
 use serde::Serialize;
 
 use super::backend;
@@ -62,15 +62,36 @@ pub fn print_reports(reports: &[LabelReport], thresholds: &[f64], ece_raw: Optio
     }
 }
 
-#[derive(Serialize)]
-struct Evaluation<'a> {
-    model: &'a str,
-    version: u32,
-    data: String,
-    reports: Vec<LabelReport>,
+/// One model version's metrics on a labelled data set.
+#[derive(Debug, Serialize)]
+pub struct Evaluation {
+    pub model: String,
+    pub version: u32,
+    pub data: String,
+    pub examples: usize,
+    pub thresholds: Vec<f64>,
+    pub reports: Vec<LabelReport>,
 }
 
 pub fn run(ctx: &Light, args: &EvaluateArgs) -> Result<()> {
+    let e = evaluate(ctx, args)?;
+    if ctx.json {
+        return output::json(&e);
+    }
+    print_human(&e);
+    if let Some(dir) = &args.plots {
+        outln!("plots: {}", dir.display());
+    }
+    Ok(())
+}
+
+pub fn print_human(e: &Evaluation) {
+    outln!("{} v{} on {} ({} examples)", e.model, e.version, e.data, e.examples);
+    print_reports(&e.reports, &e.thresholds, None);
+}
+
+/// Runs a saved model on `args.data` at its own calibration and thresholds.
+pub fn evaluate(ctx: &Light, args: &EvaluateArgs) -> Result<Evaluation> {
     let registry = Registry::new(&ctx.models);
     let (name, version) = registry.resolve(&args.model)?;
     let m = registry.load(&name, version)?;
@@ -79,7 +100,7 @@ pub fn run(ctx: &Light, args: &EvaluateArgs) -> Result<()> {
     let (probs, targets): (Vec<Vec<f64>>, Vec<Vec<bool>>) = match &m.body {
         ModelBody::Tabular { target, model } => {
             let positive = m.training.get("positive").and_then(|v| v.as_str()).map(str::to_owned);
-            let (table, _) = read_csv(&args.data, target, positive.as_deref())?;
+            let (table, _) = carelens_features::read_table(&args.data, target, positive.as_deref())?;
             let rows: Vec<usize> = (0..table.rows()).collect();
             let p = model.predict(&table, &rows)?;
             (vec![p.iter().map(|&p| m.assessment.calibrators[0].apply(logit(p))).collect()], vec![table.target])
@@ -127,13 +148,12 @@ pub fn run(ctx: &Light, args: &EvaluateArgs) -> Result<()> {
             fs_err::write(dir.join(file), bytes)?;
         }
     }
-    if ctx.json {
-        return output::json(&Evaluation { model: &name, version, data: args.data.display().to_string(), reports });
-    }
-    outln!("{name} v{version} on {} ({} examples)", args.data.display(), targets.first().map_or(0, Vec::len));
-    print_reports(&reports, &m.assessment.thresholds, None);
-    if let Some(dir) = &args.plots {
-        outln!("plots: {}", dir.display());
-    }
-    Ok(())
+    Ok(Evaluation {
+        model: name,
+        version,
+        data: args.data.display().to_string(),
+        examples: targets.first().map_or(0, Vec::len),
+        thresholds: m.assessment.thresholds.clone(),
+        reports,
+    })
 }

@@ -84,11 +84,21 @@ pub fn synthesize_and_ingest(ctx: &Context, seed: u64) -> Result<SyntheticImages
     let render_seconds = started.elapsed().as_secs_f64();
     // Beside the folder, not in it: everything in the folder is ingested as an image.
     let labels_path = ctx.data_dir.join("incoming/synthetic-labels.csv");
+    // Earlier runs' labels stay: their images are still in the folder.
+    let mut all: std::collections::BTreeMap<String, String> = match fs_err::read_to_string(&labels_path) {
+        Ok(text) => {
+            text.lines().skip(1).filter_map(|l| l.split_once(',')).map(|(u, f)| (u.to_owned(), f.to_owned())).collect()
+        }
+        Err(_) => std::collections::BTreeMap::new(),
+    };
+    all.extend(labels.iter().cloned());
     let mut csv = String::from("sop_instance_uid,findings\n");
+    for (uid, f) in &all {
+        csv.push_str(&format!("{uid},{f}\n"));
+    }
     let mut findings = std::collections::BTreeMap::new();
     let mut normal_images = 0;
-    for (uid, f) in &labels {
-        csv.push_str(&format!("{uid},{f}\n"));
+    for (_, f) in &labels {
         if f == "normal" {
             normal_images += 1;
         } else {
