@@ -36,17 +36,19 @@ pub fn print_reports(reports: &[LabelReport], thresholds: &[f64], ece_raw: Optio
             Some(raw) => format!("{:.3}→{:.3}", raw[i], r.ece),
             None => format!("{:.3}", r.ece),
         };
+        // Sensitivity and F1 are undefined without positives (specificity without negatives).
+        let num = |x: f64| if x.is_finite() { format!("{x:.3}") } else { "n/a".to_owned() };
         outln!(
-            "{:<18} {:>6} {:>5}  {:<22} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.4}  {}",
+            "{:<18} {:>6} {:>5}  {:<22} {:>6.3} {:>6} {:>6} {:>6.3} {:>6} {:>6.4}  {}",
             r.label,
             r.examples,
             r.positives,
             auroc,
             t,
-            r.sensitivity,
-            r.specificity,
+            num(r.sensitivity),
+            num(r.specificity),
             r.accuracy,
-            r.f1,
+            num(r.f1),
             r.brier,
             ece
         );
