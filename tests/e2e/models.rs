@@ -158,3 +158,46 @@ fn demo_runs_the_committed_models_on_its_own_studies() {
     assert!(text.contains("[4/4] diagnosis models") && text.contains("chest-xray v1 on"), "{text}");
     assert!(!text.contains("not run: chest-xray"), "{text}");
 }
+
+/// Histories → polars feature table (Parquet) → tabular model, through the CLI.
+#[test]
+fn history_features_export_to_parquet_and_train_a_tabular_model() {
+    let c = Carelens::new();
+    c.ok(&["generate", "--patients", "1500", "--seed", "5"]);
+    let out = c.dir.path().join("diabetes.parquet");
+    let out_s = out.to_str().unwrap();
+    let e = c.json(&["export", "features", "--diagnosis", "E11", "--out", out_s]);
+    assert_eq!(e["rows"], 1500);
+    assert_eq!(e["target"], "diagnosis_E11");
+    let positives = e["positives"].as_u64().unwrap();
+    assert!((20..200).contains(&positives), "{e}");
+    let columns: Vec<&str> = e["columns"].as_array().unwrap().iter().filter_map(|c| c.as_str()).collect();
+    assert!(columns.contains(&"lab_4548-4_latest") && columns.contains(&"age"), "{columns:?}");
+    assert!(std::fs::read(&out).unwrap().starts_with(b"PAR1"), "a Parquet file");
+
+    let m = c.json(&[
+        "train",
+        "tabular",
+        "--data",
+        out_s,
+        "--target",
+        "diagnosis_E11",
+        "--positive",
+        "yes",
+        "--model",
+        "diabetes",
+        "--kind",
+        "logistic",
+        "--folds",
+        "5",
+    ]);
+    let v = &m["validation"][0];
+    assert_eq!(v["positives"].as_u64(), Some(positives));
+    assert!(auroc(v) >= 0.95, "{v}");
+    let ev = c.json(&["evaluate", "--model", "diabetes", "--data", out_s]);
+    assert_eq!(ev["examples"], 1500);
+
+    // A diagnosis that is not an ICD-10 category: the message says what to give.
+    let err = c.fails(&["export", "features", "--diagnosis", "diabetes", "--out", out_s], 1);
+    assert!(err.contains("three-character ICD-10 category"), "{err}");
+}
