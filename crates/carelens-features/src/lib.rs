@@ -94,6 +94,11 @@ impl HistoryFeatures {
         })
     }
 
+    /// The target column this table will have, e.g. `diagnosis_E11`.
+    pub fn target_column(&self) -> String {
+        target_column(&self.target)
+    }
+
     pub fn patients(&self) -> usize {
         self.age.len()
     }
@@ -215,26 +220,25 @@ impl HistoryFeatures {
     }
 }
 
+fn file_error(path: &Path, e: impl std::fmt::Display) -> FeatureError {
+    FeatureError::File { path: path.display().to_string(), detail: e.to_string() }
+}
+
 /// Writes `df` as Parquet (`.parquet`) or CSV (anything else); returns the bytes written.
 pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<u64> {
-    let file_err =
-        |e: &dyn std::fmt::Display| FeatureError::File { path: path.display().to_string(), detail: e.to_string() };
     if is_parquet(path) {
-        let f = std::fs::File::create(path).map_err(|e| file_err(&e))?;
-        return ParquetWriter::new(f).finish(df).map_err(|e| file_err(&e));
+        let f = std::fs::File::create(path).map_err(|e| file_error(path, e))?;
+        return ParquetWriter::new(f).finish(df).map_err(|e| file_error(path, e));
     }
-    let mut out = String::new();
-    let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
-    out.push_str(&names.join(","));
-    out.push('\n');
     let columns: Vec<Vec<String>> = df.columns().iter().map(column_cells).collect::<Result<_>>()?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(df.get_column_names().iter().map(|n| n.as_str())).map_err(|e| file_error(path, e))?;
     for r in 0..df.height() {
-        let cells: Vec<&str> = columns.iter().map(|c| c[r].as_str()).collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
+        w.write_record(columns.iter().map(|c| c[r].as_str())).map_err(|e| file_error(path, e))?;
     }
-    std::fs::write(path, &out).map_err(|e| file_err(&e))?;
-    Ok(out.len() as u64)
+    let bytes = w.into_inner().map_err(|e| file_error(path, e))?;
+    std::fs::write(path, &bytes).map_err(|e| file_error(path, e))?;
+    Ok(bytes.len() as u64)
 }
 
 fn is_parquet(path: &Path) -> bool {
@@ -247,16 +251,9 @@ fn column_cells(c: &Column) -> Result<Vec<String>> {
     Ok(match c.dtype() {
         DataType::String => c.str()?.iter().map(|v| v.unwrap_or_default().to_owned()).collect(),
         DataType::Boolean => c.bool()?.iter().map(|v| v.map_or(String::new(), |b| b.to_string())).collect(),
-        d if d.is_primitive_numeric() => c
-            .cast(&DataType::Float64)?
-            .f64()?
-            .iter()
-            .map(|v| {
-                v.map_or(String::new(), |x| {
-                    if x.fract() == 0.0 && x.abs() < 1e15 { format!("{x:.0}") } else { x.to_string() }
-                })
-            })
-            .collect(),
+        d if d.is_primitive_numeric() => {
+            c.cast(&DataType::Float64)?.f64()?.iter().map(|v| v.map_or(String::new(), |x| x.to_string())).collect()
+        }
         other => {
             return Err(FeatureError::Input(format!(
                 "column `{}` has type {other}, which carelens does not read; store numbers, text or booleans",
@@ -271,13 +268,12 @@ pub fn read_table(path: &Path, target: &str, positive: Option<&str>) -> Result<(
     if !is_parquet(path) {
         return Ok(carelens_ml::read_csv(path, target, positive)?);
     }
-    let file_err =
-        |e: &dyn std::fmt::Display| FeatureError::File { path: path.display().to_string(), detail: e.to_string() };
-    let f = std::fs::File::open(path).map_err(|e| file_err(&e))?;
-    let df = ParquetReader::new(f).finish().map_err(|e| file_err(&format!("not a readable Parquet file ({e})")))?;
+    let f = std::fs::File::open(path).map_err(|e| file_error(path, e))?;
+    let df =
+        ParquetReader::new(f).finish().map_err(|e| file_error(path, format!("not a readable Parquet file ({e})")))?;
     let headers: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
     let cells: Vec<Vec<String>> =
-        df.columns().iter().map(column_cells).collect::<Result<_>>().map_err(|e| file_err(&e))?;
+        df.columns().iter().map(column_cells).collect::<Result<_>>().map_err(|e| file_error(path, e))?;
     // Row numbers stand in for line numbers (1-based, header excluded).
     let lines: Vec<u64> = (1..=df.height() as u64).collect();
     Ok(carelens_ml::table_from_cells(&path.display().to_string(), &headers, cells, &lines, target, positive)?)

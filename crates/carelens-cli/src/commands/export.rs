@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result, bail};
 use carelens_imaging::DeidConfig;
 use carelens_ingest::export_deidentified;
 
-use carelens_features::{HistoryFeatures, target_column, write_table};
+use carelens_features::{HistoryFeatures, write_table};
 use carelens_store::{HistoryFilter, PageRequest};
 
 use crate::cli::{ExportFeaturesArgs, ExportImagesArgs};
@@ -75,9 +75,9 @@ pub fn features(ctx: &Context, args: &ExportFeaturesArgs) -> Result<()> {
         page = got.next;
     }
     bar.finish_and_clear();
+    let target = features.target_column();
     let mut df = features.finish()?;
     let bytes = write_table(&mut df, &args.out)?;
-    let target = target_column(&args.diagnosis.trim().to_ascii_uppercase());
     let positives = df.column(&target)?.str()?.iter().filter(|v| *v == Some("yes")).count();
     if ctx.json {
         return output::json(&serde_json::json!({
