@@ -6,6 +6,7 @@
 
 mod assess;
 mod calibration;
+mod fusion;
 pub mod image;
 mod metrics;
 mod registry;
@@ -14,6 +15,7 @@ mod tabular;
 
 pub use assess::{Assessment, CalibrationMethod, assess, logit, sigmoid};
 pub use calibration::Calibrator;
+pub use fusion::{DEFAULT_L2, FusedDiagnosis, SourceKey, Stack};
 pub use metrics::{
     Bin, Confusion, Interval, ThresholdRule, auroc, auroc_ci, brier, calibration_error, choose_threshold,
 };
@@ -23,8 +25,8 @@ pub use registry::{
 };
 pub use table::{Column, ColumnData, ColumnReport, MISSING, Table, read_csv, table_from_cells};
 pub use tabular::{
-    FeatureColumn, FeatureSchema, ForestTree, LogisticModel, SearchPoint, TabularKind, TabularModel, TabularParams,
-    cross_validate, cross_validate_params, grid_search, stratified_folds,
+    Contribution, FeatureColumn, FeatureSchema, ForestTree, LogisticModel, SearchPoint, TabularKind, TabularModel,
+    TabularParams, cross_validate, cross_validate_params, grid_search, stratified_folds,
 };
 
 use serde::{Deserialize, Serialize};

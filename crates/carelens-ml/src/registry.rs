@@ -37,6 +37,8 @@ pub enum ModelBody {
         target: String,
         model: TabularModel,
     },
+    /// Stacks that fuse other models' labels into diagnoses (labels are ICD-10 codes).
+    Fusion { diagnoses: Vec<crate::FusedDiagnosis> },
 }
 
 /// The training data, identified without storing it.
@@ -368,6 +370,11 @@ pub fn model_card(m: &ModelManifest) -> String {
                 TabularModel::Forest { .. } => "random forest of CART trees (linfa)",
             },
             model.schema().columns.len()
+        ),
+        ModelBody::Fusion { diagnoses } => format!(
+            "stacking (L2 logistic regression over calibrated log-odds and presence) fusing {} sources into {} diagnoses",
+            diagnoses.iter().flat_map(|d| &d.stack.sources).collect::<std::collections::BTreeSet<_>>().len(),
+            diagnoses.len()
         ),
     };
     let _ = writeln!(s, "**Model.** {kind}; backend {}; trained in {:.1} s.\n", m.backend, m.training_seconds);
