@@ -166,6 +166,7 @@ fn features(row: &[Option<f64>], centre: &[f64]) -> Vec<f64> {
 }
 
 /// L2-penalised logistic regression by Newton's method (intercept unpenalised).
+#[allow(clippy::needless_range_loop)] // matrix code reads better with indices
 fn newton_logistic(x: &[Vec<f64>], y: &[bool], l2: f64) -> Result<Vec<f64>, MlError> {
     let d = x.first().map_or(0, Vec::len);
     let mut beta = vec![0.0; d];
@@ -219,6 +220,7 @@ fn newton_logistic(x: &[Vec<f64>], y: &[bool], l2: f64) -> Result<Vec<f64>, MlEr
 }
 
 /// Solves `a · x = b` by Gaussian elimination with partial pivoting.
+#[allow(clippy::needless_range_loop)]
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     let n = b.len();
     for col in 0..n {
