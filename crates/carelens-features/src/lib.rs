@@ -17,7 +17,7 @@
 use std::path::Path;
 
 use carelens_domain::{ClinicalStatus, HistoryEntry, HistoryKind, Sex};
-use carelens_ml::{ColumnReport, MlError, Table};
+use carelens_ml::{ColumnData, ColumnReport, FeatureColumn, FeatureSchema, MlError, Table};
 use chrono::NaiveDate;
 use polars::prelude::*;
 
@@ -52,6 +52,7 @@ fn days(d: NaiveDate) -> i32 {
 pub struct HistoryFeatures {
     as_of: NaiveDate,
     target: String,
+    min_lab_coverage: f64,
     // One row per patient.
     age: Vec<f64>,
     sex: Vec<&'static str>,
@@ -80,6 +81,7 @@ impl HistoryFeatures {
         Ok(Self {
             as_of,
             target: t,
+            min_lab_coverage: MIN_LAB_COVERAGE,
             age: vec![],
             sex: vec![],
             positive: vec![],
@@ -92,6 +94,14 @@ impl HistoryFeatures {
             med_row: vec![],
             dx_row: vec![],
         })
+    }
+
+    /// Keeps lab tests that at least this share of the added patients have (default
+    /// [`MIN_LAB_COVERAGE`]); 0 keeps every test anyone has, which prediction needs, since a
+    /// handful of patients says nothing about which tests are common.
+    pub fn lab_coverage(mut self, share: f64) -> Self {
+        self.min_lab_coverage = share.clamp(0.0, 1.0);
+        self
     }
 
     /// The target column this table will have, e.g. `diagnosis_E11`.
@@ -186,7 +196,7 @@ impl HistoryFeatures {
             .lazy()
             .group_by([col("code")])
             .agg([len().alias("patients")])
-            .filter(col("patients").cast(DataType::Float64).gt_eq(lit(MIN_LAB_COVERAGE * n as f64)))
+            .filter(col("patients").cast(DataType::Float64).gt_eq(lit(self.min_lab_coverage * n as f64)))
             .sort(["code"], SortMultipleOptions::default())
             .collect()?;
         let codes: Vec<String> = coverage.column("code")?.str()?.iter().flatten().map(str::to_owned).collect();
@@ -218,6 +228,40 @@ impl HistoryFeatures {
         order.push(col(target.as_str()));
         Ok(table.sort(["row"], SortMultipleOptions::default()).select(order).collect()?)
     }
+}
+
+/// The columns a fitted model expects, taken from a [`HistoryFeatures`] table by name: a
+/// column the table lacks (a lab test none of these patients has) is all missing, which the
+/// model imputes as it did in training. The target is not read (all `false`).
+pub fn table_for_schema(df: &DataFrame, schema: &FeatureSchema) -> Result<Table> {
+    let n = df.height();
+    let mut columns = Vec::with_capacity(schema.columns.len());
+    for spec in &schema.columns {
+        let (name, numeric) = match spec {
+            FeatureColumn::Numeric { name, .. } => (name, true),
+            FeatureColumn::Categorical { name, .. } => (name, false),
+        };
+        let data = match df.column(name) {
+            Err(_) if numeric => ColumnData::Numeric(vec![None; n]),
+            Err(_) => ColumnData::Categorical(vec![None; n]),
+            Ok(c) if numeric => {
+                let c = c.as_materialized_series().cast(&DataType::Float64)?;
+                ColumnData::Numeric(c.f64()?.iter().map(|v| v.filter(|x| x.is_finite())).collect())
+            }
+            Ok(c) => {
+                let c = c.as_materialized_series().cast(&DataType::String)?;
+                ColumnData::Categorical(c.str()?.iter().map(|v| v.map(str::to_owned)).collect())
+            }
+        };
+        columns.push(carelens_ml::Column { name: name.clone(), data });
+    }
+    Ok(Table {
+        columns,
+        target: vec![false; n],
+        target_name: String::new(),
+        positive_class: "yes".into(),
+        negative_class: "no".into(),
+    })
 }
 
 fn file_error(path: &Path, e: impl std::fmt::Display) -> FeatureError {

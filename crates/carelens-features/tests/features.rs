@@ -123,3 +123,45 @@ fn parquet_with_messy_columns_is_reported_and_bad_files_name_themselves() {
     // A bad target category.
     assert!(HistoryFeatures::new(carelens_synth::Config::default_as_of(), "diabetes").is_err());
 }
+
+#[test]
+fn one_patient_at_a_time_gives_the_batch_prediction() {
+    // A model fitted on the whole population, then each of a few patients' features built
+    // alone (every lab kept) and matched to the model's columns by name.
+    let cfg = carelens_synth::Config { seed: 12, patients: 1500, as_of: carelens_synth::Config::default_as_of(), threads: 2 };
+    let mut patients = Vec::new();
+    carelens_synth::generate(&cfg, |chunk| {
+        let mut by_patient: HashMap<_, Vec<_>> = HashMap::new();
+        for e in chunk.history {
+            by_patient.entry(e.patient.clone()).or_default().push(e);
+        }
+        for p in chunk.patients {
+            let h = by_patient.remove(&p.id).unwrap_or_default();
+            patients.push((p, h));
+        }
+        Ok::<_, std::convert::Infallible>(())
+    })
+    .unwrap();
+    let mut all = HistoryFeatures::new(cfg.as_of, "E11").unwrap();
+    for (p, h) in &patients {
+        all.add(p.sex, p.birth_date, h);
+    }
+    let mut df = all.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.parquet");
+    write_table(&mut df, &path).unwrap();
+    let (table, _) = read_table(&path, &target_column("E11"), Some("yes")).unwrap();
+    let rows: Vec<usize> = (0..table.rows()).collect();
+    let model = TabularParams::Logistic { alpha: 1.0 }.fit(&table, &rows, 1).unwrap();
+    let batch = model.predict(&table, &rows).unwrap();
+    let mut checked = 0;
+    for (i, (p, h)) in patients.iter().enumerate().filter(|(_, (p, _))| p.birth_date <= cfg.as_of).take(40) {
+        let mut one = HistoryFeatures::new(cfg.as_of, "E11").unwrap().lab_coverage(0.0);
+        one.add(p.sex, p.birth_date, h);
+        let t = carelens_features::table_for_schema(&one.finish().unwrap(), model.schema()).unwrap();
+        let p1 = model.predict(&t, &[0]).unwrap()[0];
+        assert!((p1 - batch[i]).abs() < 1e-9, "patient {i}: alone {p1}, in the batch {}", batch[i]);
+        checked += 1;
+    }
+    assert_eq!(checked, 40);
+}
