@@ -54,7 +54,13 @@ pub enum RiskBand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceProbability {
     pub model: ModelRef,
+    /// The model's label this came from (e.g. `consolidation`), when it has several.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
     pub probability: Probability,
+    /// This source's share of the fused log-odds (stacking weight × centred log-odds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contribution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -491,11 +491,20 @@ impl TabularModel {
                 Ok(x.dot(&w).iter().map(|z| crate::sigmoid(z + m.intercept)).collect())
             }
             TabularModel::NaiveBayes { model, .. } => {
-                let (proba, classes) = model.predict_proba(x.view());
-                Ok(match classes.iter().position(|&&c| c == 1) {
-                    Some(k) => proba.column(k).to_vec(),
-                    None => vec![0.0; x.nrows()],
-                })
+                // From the joint log-likelihoods: linfa's predict_proba exponentiates
+                // unnormalised values and overflows to inf on far-out rows.
+                let jll = model.joint_log_likelihood(x.view());
+                let (Some(neg), Some(pos)) = (jll.get(&0), jll.get(&1)) else {
+                    return Ok(vec![0.0; x.nrows()]);
+                };
+                Ok(pos
+                    .iter()
+                    .zip(neg)
+                    .map(|(p, n)| {
+                        let d = p - n;
+                        if d.is_nan() { 0.5 } else { crate::sigmoid(d) }
+                    })
+                    .collect())
             }
             TabularModel::Forest { trees, .. } => {
                 let mut votes = vec![0.0; x.nrows()];

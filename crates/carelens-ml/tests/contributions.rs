@@ -76,3 +76,22 @@ fn every_family_blames_the_signal_column_at_the_extremes() {
         assert!(top.log_odds < 0.0, "{params:?}: {top:?}");
     }
 }
+
+#[test]
+fn naive_bayes_probabilities_stay_finite_far_from_the_training_data() {
+    // Found on 20 000 history rows: a lab value far out in one class overflowed linfa's
+    // predict_proba to inf, and training stopped with "score is not finite".
+    let mut t = table(200, 4);
+    let ColumnData::Numeric(lab) = &mut t.columns[3].data else { unreachable!() };
+    for (v, &y) in lab.iter_mut().zip(&t.target) {
+        *v = Some(if y { 1.0 + 1e-9 * v.unwrap_or(0.0) } else { v.unwrap_or(0.5) });
+    }
+    let rows: Vec<usize> = (0..t.rows()).collect();
+    let model = TabularParams::NaiveBayes { var_smoothing: 1e-12 }.fit(&t, &rows, 1).unwrap();
+    let mut far = t.clone();
+    let ColumnData::Numeric(lab) = &mut far.columns[3].data else { unreachable!() };
+    lab[0] = Some(1e6);
+    lab[1] = Some(-1e6);
+    let p = model.predict(&far, &rows).unwrap();
+    assert!(p.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)), "{:?}", &p[..4]);
+}

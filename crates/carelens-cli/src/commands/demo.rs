@@ -56,6 +56,10 @@ fn models_step(light: &Light, images: Option<&SyntheticImagesReport>, labels: &s
                 step.not_run.push((name, "a tabular model (evaluate it with `carelens evaluate`)".to_owned()));
                 continue;
             }
+            ModelBody::Fusion { .. } => {
+                step.not_run.push((name, "the fusion model (it runs in the prediction step)".to_owned()));
+                continue;
+            }
         }
         let args = EvaluateArgs {
             model: format!("{name}@{version}"),

@@ -107,6 +107,12 @@ pub fn evaluate(ctx: &Light, args: &EvaluateArgs) -> Result<Evaluation> {
             let p = model.predict(&table, &rows)?;
             (vec![p.iter().map(|&p| m.assessment.calibrators[0].apply(logit(p))).collect()], vec![table.target])
         }
+        ModelBody::Fusion { .. } => {
+            bail!(
+                "{name} v{version} is the fusion model; `carelens predict` reports how fused predictions do against \
+                 the ground truth, and its model card has the cross-fitted numbers"
+            )
+        }
         ModelBody::Image { preprocess, .. } => {
             let set = if image_data::is_npz(&args.data) {
                 let (train, val) = image_data::load_npz(&args.data, &m.labels[0])?;

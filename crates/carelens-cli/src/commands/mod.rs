@@ -11,12 +11,13 @@ mod ingest;
 mod migrate;
 mod models;
 mod plots;
+mod predict;
 mod stats;
 mod train;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ExportCommand, IngestCommand, TrainCommand};
+use crate::cli::{Cli, Command, ExportCommand, IngestCommand, PredictionsCommand, TrainCommand};
 use crate::context::{Context, Light};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -39,6 +40,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
         Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),
         Command::Export(ExportCommand::Features(args)) => export::features(&ctx, &args),
+        Command::Train(TrainCommand::Fusion(args)) => predict::train_fusion(&ctx, &light, &args),
+        Command::Predict(args) => predict::run(&ctx, &light, &args),
+        Command::Predictions(PredictionsCommand::Show(args)) => predict::show(&ctx, &args),
         Command::Train(_) | Command::Evaluate(_) | Command::Models(_) => unreachable!("handled above"),
     }
 }

@@ -23,6 +23,7 @@ fn kind(m: &ModelManifest) -> &'static str {
     match m.body {
         ModelBody::Image { .. } => "image",
         ModelBody::Tabular { .. } => "tabular",
+        ModelBody::Fusion { .. } => "fusion",
     }
 }
 
