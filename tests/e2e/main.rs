@@ -12,6 +12,7 @@ mod crash;
 mod generate;
 mod imaging;
 mod models;
+mod predict;
 mod privacy;
 
 use std::path::{Path, PathBuf};

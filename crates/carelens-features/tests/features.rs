@@ -128,7 +128,8 @@ fn parquet_with_messy_columns_is_reported_and_bad_files_name_themselves() {
 fn one_patient_at_a_time_gives_the_batch_prediction() {
     // A model fitted on the whole population, then each of a few patients' features built
     // alone (every lab kept) and matched to the model's columns by name.
-    let cfg = carelens_synth::Config { seed: 12, patients: 1500, as_of: carelens_synth::Config::default_as_of(), threads: 2 };
+    let cfg =
+        carelens_synth::Config { seed: 12, patients: 1500, as_of: carelens_synth::Config::default_as_of(), threads: 2 };
     let mut patients = Vec::new();
     carelens_synth::generate(&cfg, |chunk| {
         let mut by_patient: HashMap<_, Vec<_>> = HashMap::new();

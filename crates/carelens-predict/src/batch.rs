@@ -48,14 +48,20 @@ impl BatchOptions {
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum PatientOutcome {
     /// A new prediction-set version was stored.
-    New { version: u32 },
+    New {
+        version: u32,
+    },
     /// Inputs unchanged since the latest set: nothing written.
-    Unchanged { version: u32 },
+    Unchanged {
+        version: u32,
+    },
     /// No model has anything to say (no matching study, not born on `as_of`, …).
     NoSources,
     /// Not touched because of `--since`.
     NotChanged,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -335,15 +335,11 @@ pub fn assemble<B: Backend>(
             }
             None => {
                 // Unfused: the present source with the best validation AUROC speaks alone.
-                let best = cand
-                    .sources
-                    .iter()
-                    .filter_map(|k| sources.get(k).map(|o| (k, o)))
-                    .max_by(|a, b| {
-                        let qa = models.source_quality(a.0).map_or(0.5, |q| q.0);
-                        let qb = models.source_quality(b.0).map_or(0.5, |q| q.0);
-                        qa.total_cmp(&qb).then_with(|| b.0.cmp(a.0))
-                    })?;
+                let best = cand.sources.iter().filter_map(|k| sources.get(k).map(|o| (k, o))).max_by(|a, b| {
+                    let qa = models.source_quality(a.0).map_or(0.5, |q| q.0);
+                    let qb = models.source_quality(b.0).map_or(0.5, |q| q.0);
+                    qa.total_cmp(&qb).then_with(|| b.0.cmp(a.0))
+                })?;
                 (best.1.probability, best.1.threshold, None)
             }
         };
@@ -395,9 +391,7 @@ pub fn assemble<B: Backend>(
     if predictions.is_empty() {
         return None;
     }
-    predictions.sort_by(|a, b| {
-        a.known.cmp(&b.known).then_with(|| b.probability.get().total_cmp(&a.probability.get()))
-    });
+    predictions.sort_by(|a, b| a.known.cmp(&b.known).then_with(|| b.probability.get().total_cmp(&a.probability.get())));
     let fusion = match &models.fusion {
         Some(f) => json!({
             "method": "stacking",

@@ -32,14 +32,20 @@ pub struct DiagnosisEvaluation {
     pub patients: usize,
     pub positives: usize,
     pub fused_auroc: Option<f64>,
+    /// The naive baseline: the mean of the present sources' probabilities.
+    pub mean_of_sources_auroc: Option<f64>,
     pub sources: Vec<SourceEvaluation>,
 }
+
+/// Per source: its probabilities, the fused ones and the truths, on the patients it covers.
+type SourceRows = (Vec<f64>, Vec<f64>, Vec<bool>);
 
 #[derive(Default)]
 struct Rows {
     fused: Vec<f64>,
+    mean: Vec<f64>,
     truth: Vec<bool>,
-    by_source: BTreeMap<String, (Vec<f64>, Vec<f64>, Vec<bool>)>,
+    by_source: BTreeMap<String, SourceRows>,
 }
 
 /// Reads the latest set and the ground truth of each of `ids` and scores every diagnosis.
@@ -62,6 +68,7 @@ pub async fn evaluate_sets<B: Backend>(
             let Some(k) = candidates.iter().position(|c| c.code == p.code.as_str()) else { continue };
             let r = rows.entry(p.code.as_str().to_owned()).or_default();
             r.fused.push(p.probability.get());
+            r.mean.push(p.sources.iter().map(|s| s.probability.get()).sum::<f64>() / p.sources.len().max(1) as f64);
             r.truth.push(labels[k]);
             for s in &p.sources {
                 let e = r.by_source.entry(format!("{}:{}", s.model.name, s.label)).or_default();
@@ -78,6 +85,7 @@ pub async fn evaluate_sets<B: Backend>(
             patients: r.truth.len(),
             positives: r.truth.iter().filter(|&&t| t).count(),
             fused_auroc: score(&r.fused, &r.truth),
+            mean_of_sources_auroc: score(&r.mean, &r.truth),
             sources: r
                 .by_source
                 .into_iter()

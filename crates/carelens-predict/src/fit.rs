@@ -14,8 +14,8 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use carelens_domain::{Condition, HistoryKind};
 use carelens_ml::{
-    Assessment, CalibrationMethod, DatasetInfo, FusedDiagnosis, ModelBody, ModelManifest, Stack,
-    ThresholdRule, assess, auroc,
+    Assessment, CalibrationMethod, DatasetInfo, FusedDiagnosis, ModelBody, ModelManifest, Stack, ThresholdRule, assess,
+    auroc,
 };
 use carelens_store::{ObjectStore, PageRequest, Store};
 use chrono::NaiveDate;
@@ -183,7 +183,11 @@ pub async fn fit_fusion<B: Backend>(
         if positives < opts.folds || y.len() - positives < opts.folds {
             report.skipped.push((
                 c.code.clone(),
-                format!("{positives} positives among {} patients with a source; need at least {} of each class", y.len(), opts.folds),
+                format!(
+                    "{positives} positives among {} patients with a source; need at least {} of each class",
+                    y.len(),
+                    opts.folds
+                ),
             ));
             continue;
         }
@@ -245,7 +249,10 @@ pub async fn fit_fusion<B: Backend>(
             ),
             train_examples: examples,
             validation_examples: examples,
-            validation: format!("{}-fold cross-fitting: every reported number comes from a stack fitted without that patient", opts.folds),
+            validation: format!(
+                "{}-fold cross-fitting: every reported number comes from a stack fitted without that patient",
+                opts.folds
+            ),
         },
         unlearnable: report.skipped.iter().map(|(c, _)| c.clone()).collect(),
         training_seconds: started.elapsed().as_secs_f64(),

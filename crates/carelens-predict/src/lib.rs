@@ -14,8 +14,8 @@
 //! - [`compute`]: the CPU part for a chunk of patients (no IO).
 //! - [`run`] / [`fit_fusion`]: the batch over the store, and fitting the fusion model.
 
-pub mod catalogue;
 mod batch;
+pub mod catalogue;
 mod compute;
 mod evaluate;
 mod fit;
@@ -23,7 +23,9 @@ mod models;
 mod overlay;
 
 pub use batch::{BatchOptions, BatchReport, Failure, PatientOutcome, load_inputs, run};
-pub use compute::{OVERLAY_SIZE, PatientInput, SourceEvidence, SourceOutput, SourceSet, assemble, compute, fingerprint};
+pub use compute::{
+    OVERLAY_SIZE, PatientInput, SourceEvidence, SourceOutput, SourceSet, assemble, compute, fingerprint,
+};
 pub use evaluate::{DiagnosisEvaluation, SourceEvaluation, evaluate_sets};
 pub use fit::{DiagnosisFit, FitOptions, FitReport, fit_fusion};
 pub use models::{Candidate, FusionModel, ImageSource, Models, TabularSource};

@@ -86,7 +86,8 @@ impl<B: Backend> Models<B> {
                     let modality: Option<Modality> =
                         m.training.get("modality").and_then(|v| serde_json::from_value(v.clone()).ok());
                     let Some(modality) = modality else {
-                        out.skipped.push((name, "trained without --modality; cannot tell which studies it reads".into()));
+                        out.skipped
+                            .push((name, "trained without --modality; cannot tell which studies it reads".into()));
                         continue;
                     };
                     let body_part = m.training.get("body_part").and_then(|v| v.as_str()).map(BodyPart::from_dicom);
@@ -150,11 +151,8 @@ impl<B: Backend> Models<B> {
                     )));
                 }
             }
-            out.fusion = Some(FusionModel {
-                model: model_ref(&m),
-                thresholds: m.assessment.thresholds.clone(),
-                diagnoses,
-            });
+            out.fusion =
+                Some(FusionModel { model: model_ref(&m), thresholds: m.assessment.thresholds.clone(), diagnoses });
         }
         Ok(out)
     }
@@ -183,7 +181,11 @@ impl<B: Backend> Models<B> {
             return f
                 .diagnoses
                 .iter()
-                .map(|d| Candidate { code: d.code.clone(), display: d.display.clone(), sources: d.stack.sources.clone() })
+                .map(|d| Candidate {
+                    code: d.code.clone(),
+                    display: d.display.clone(),
+                    sources: d.stack.sources.clone(),
+                })
                 .collect();
         }
         self.catalogue_candidates()

@@ -21,6 +21,28 @@ fn sample(s: &Saliency, y: f32, x: f32) -> f32 {
     top * (1.0 - ty) + bottom * ty
 }
 
+/// Box blur of radius `r` (clamped at the edges).
+fn blur(s: &Saliency, r: usize) -> Saliency {
+    if r == 0 {
+        return s.clone();
+    }
+    let (h, w) = (s.height, s.width);
+    let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
+        let mut out = vec![0f32; h * w];
+        for y in 0..h {
+            for x in 0..w {
+                let (pos, len) = if horizontal { (x, w) } else { (y, h) };
+                let (lo, hi) = (pos.saturating_sub(r), (pos + r).min(len - 1));
+                let sum: f32 = (lo..=hi).map(|k| if horizontal { src[y * w + k] } else { src[k * w + x] }).sum();
+                out[y * w + x] = sum / (hi - lo + 1) as f32;
+            }
+        }
+        out
+    };
+    let map = pass(&pass(&s.map, true), false);
+    Saliency { map, ..s.clone() }
+}
+
 /// "Hot" colour scale: black-red-yellow-white over 0..=1 (overlays use red to light yellow).
 fn hot(t: f32) -> [f32; 3] {
     [(3.0 * t).clamp(0.0, 1.0), (3.0 * t - 1.0).clamp(0.0, 1.0), (3.0 * t - 2.0).clamp(0.0, 1.0)]
@@ -34,6 +56,10 @@ pub fn render_overlay(background: &Array3<f32>, saliency: &Saliency) -> Result<V
     if h == 0 || w == 0 || saliency.map.len() != saliency.height * saliency.width || saliency.map.is_empty() {
         return Err(PredictError::Input("overlay: empty image or map".into()));
     }
+    // Patches move in steps of `stride`, which leaves plateaus; a box blur of that width
+    // smooths them without moving the peak.
+    let smooth = blur(saliency, saliency.stride / 2);
+    let saliency = &smooth;
     let peak = saliency.map.iter().copied().fold(0f32, f32::max);
     let mut img = RgbImage::new(w as u32, h as u32);
     for y in 0..h {

@@ -23,6 +23,11 @@ struct DemoReport {
     images: Option<SyntheticImagesReport>,
     stats: StatsReport,
     models: ModelsStep,
+    /// Every patient through the models and the fusion, with the evaluation against the
+    /// ground truth; `None` when the registry has nothing to predict with.
+    predictions: Option<super::predict::PredictReport>,
+    /// A patient whose set has a high-risk diagnosis that is not yet recorded, for a look.
+    example: Option<carelens_domain::PredictionSet>,
     /// What happened to the HTTP server step.
     serve: &'static str,
 }
@@ -78,6 +83,37 @@ fn models_step(light: &Light, images: Option<&SyntheticImagesReport>, labels: &s
     Ok(step)
 }
 
+/// The first patient (in id order) with a high-risk, not yet recorded diagnosis that has a
+/// heatmap, else one with any evidence, else the first with a set.
+fn example_set(ctx: &Context) -> Result<Option<carelens_domain::PredictionSet>> {
+    use carelens_store::PageRequest;
+    let mut first = None;
+    let mut page = Some(PageRequest::first(500));
+    while let Some(req) = page {
+        let got = ctx.runtime.block_on(ctx.store.list_patients(req))?;
+        for p in &got.items {
+            let Some(set) = ctx.runtime.block_on(ctx.store.latest_prediction_set(&p.id))? else { continue };
+            let high_new = |d: &carelens_domain::DiagnosisPrediction| {
+                !d.known && d.risk_band == carelens_domain::RiskBand::High && !d.evidence.is_empty()
+            };
+            let heatmap = set
+                .predictions
+                .iter()
+                .any(|d| high_new(d) && d.evidence.iter().any(|e| e.kind == carelens_domain::EvidenceKind::Heatmap));
+            if heatmap {
+                return Ok(Some(set));
+            }
+            if set.predictions.iter().any(high_new) {
+                first = Some(first.filter(|(striking, _)| *striking).unwrap_or((true, set)));
+            } else if first.is_none() {
+                first = Some((false, set));
+            }
+        }
+        page = got.next;
+    }
+    Ok(first.map(|(_, set)| set))
+}
+
 pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     if !ctx.json {
         outln!("carelens demo: data directory {}", ctx.data_dir.display());
@@ -97,6 +133,20 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     let images = if args.no_images { None } else { Some(images::synthesize_and_ingest(ctx, config.seed)?) };
     let stats = stats::collect(ctx, None)?;
     let models = models_step(light, images.as_ref(), &ctx.data_dir.join("incoming/synthetic-labels.csv"))?;
+    let predict_args = crate::cli::PredictArgs {
+        patients: None,
+        since: None,
+        as_of: None,
+        no_heatmaps: false,
+        no_fusion: false,
+        chunk: 64,
+    };
+    let (predictions, prediction_error) = match super::predict::predict(ctx, light, &predict_args) {
+        Ok(r) => (Some(r), None),
+        // An empty or inconsistent registry is reported, not fatal: the rest of the demo stands.
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let example = if predictions.is_some() { example_set(ctx)? } else { None };
     let serve = if args.no_serve {
         "skipped (--no-serve)"
     } else {
@@ -110,20 +160,22 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
             images,
             stats,
             models,
+            predictions,
+            example,
             serve,
         });
     }
-    outln!("\n[1/4] population");
+    outln!("\n[1/5] population");
     generate::print_human(&population);
-    outln!("\n[2/4] synthetic imaging studies");
+    outln!("\n[2/5] synthetic imaging studies");
     match &images {
         Some(r) => images::print_human(r),
         None => outln!("skipped (--no-images)"),
     }
-    outln!("\n[3/4] what the store holds");
+    outln!("\n[3/5] what the store holds");
     stats::print_human(&stats);
     outln!(
-        "\n[4/4] diagnosis models ({}) on this population's studies, which they were not trained on",
+        "\n[4/5] diagnosis models ({}) on this population's studies, which they were not trained on",
         models.registry
     );
     if images.is_none() {
@@ -142,6 +194,16 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     }
     for (name, why) in &models.not_run {
         outln!("not run: {name}: {why}");
+    }
+    outln!("\n[5/5] prediction sets: every image and history model, fused per diagnosis");
+    match (&predictions, &prediction_error) {
+        (Some(r), _) => super::predict::print_human(r),
+        (None, Some(e)) => outln!("not run: {e}"),
+        (None, None) => {}
+    }
+    if let Some(set) = &example {
+        outln!("\nfor example (`carelens predictions show {}`):", set.patient);
+        super::predict::print_set(set);
     }
     outln!("\nserver: {serve}");
     outln!(

@@ -21,8 +21,8 @@ fn default_as_of(ctx: &Context) -> Result<NaiveDate> {
 
 fn load_models(light: &Light, fusion: bool) -> Result<Models<backend::InferBackend>> {
     let registry = Registry::new(&light.models);
-    Ok(Models::load(&registry, fusion, &backend::device())
-        .with_context(|| format!("loading the models in {}", light.models.display()))?)
+    Models::load(&registry, fusion, &backend::device())
+        .with_context(|| format!("loading the models in {}", light.models.display()))
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +40,13 @@ pub struct PredictReport {
 /// Runs the batch over the store; used by `predict` and `demo`.
 pub fn predict(ctx: &Context, light: &Light, args: &PredictArgs) -> Result<PredictReport> {
     let models = load_models(light, !args.no_fusion)?;
+    if models.image.is_empty() && models.tabular.is_empty() {
+        bail!(
+            "the registry {} has no image model trained on DICOM studies and no history model: point --models at \
+             the repository's models/ folder, or train one with `carelens train image` / `carelens train tabular`",
+            light.models.display()
+        );
+    }
     let as_of = match args.as_of {
         Some(d) => d,
         None => default_as_of(ctx)?,
@@ -61,14 +68,13 @@ pub fn predict(ctx: &Context, light: &Light, args: &PredictArgs) -> Result<Predi
     };
     let bar = ctx.progress(total, "patients");
     let device = backend::device();
-    let (batch, outcomes) = ctx
-        .runtime
-        .block_on(carelens_predict::run(&*ctx.store, &*ctx.objects, &models, &opts, &device, &|n| bar.inc(n)))?;
+    let (batch, outcomes) =
+        ctx.runtime
+            .block_on(carelens_predict::run(&*ctx.store, &*ctx.objects, &models, &opts, &device, &|n| bar.inc(n)))?;
     bar.finish_and_clear();
     let ids: Vec<HealthId> = outcomes.into_iter().map(|(id, _)| id).collect();
     let has_truth = ctx.runtime.block_on(ctx.store.counts())?.ground_truth_by_condition.values().any(|&n| n > 0);
-    let evaluation =
-        if has_truth { ctx.runtime.block_on(evaluate_sets(&*ctx.store, &models, &ids))? } else { vec![] };
+    let evaluation = if has_truth { ctx.runtime.block_on(evaluate_sets(&*ctx.store, &models, &ids))? } else { vec![] };
     Ok(PredictReport {
         as_of,
         models: models.refs().iter().map(|m| format!("{}@{}", m.name, m.version)).collect(),
@@ -111,8 +117,11 @@ pub fn print_human(r: &PredictReport) {
         outln!("  … {} more; --json lists them all", b.failed.len() - 10);
     }
     if !r.evaluation.is_empty() {
-        outln!("\nagainst the ground truth (AUROC; each source next to the fused probability on the patients it covers):");
-        outln!("{:<8} {:>8} {:>6} {:>7}   sources", "code", "patients", "pos", "fused");
+        outln!(
+            "\nagainst the ground truth (AUROC of the fused probability, of the naive mean of the sources, and of each \
+             source next to the fused probability on the patients it covers):"
+        );
+        outln!("{:<8} {:>8} {:>6} {:>7} {:>7}   sources", "code", "patients", "pos", "fused", "mean");
         for d in &r.evaluation {
             let sources: Vec<String> = d
                 .sources
@@ -128,11 +137,12 @@ pub fn print_human(r: &PredictReport) {
                 })
                 .collect();
             outln!(
-                "{:<8} {:>8} {:>6} {:>7}   {}",
+                "{:<8} {:>8} {:>6} {:>7} {:>7}   {}",
                 d.code,
                 d.patients,
                 d.positives,
                 fmt_auroc(d.fused_auroc),
+                fmt_auroc(d.mean_of_sources_auroc),
                 sources.join("; ")
             );
         }
@@ -155,23 +165,16 @@ pub fn train_fusion(ctx: &Context, light: &Light, args: &TrainFusionArgs) -> Res
         Some(d) => d,
         None => default_as_of(ctx)?,
     };
-    let opts = FitOptions {
-        as_of,
-        limit: args.limit,
-        l2: args.l2,
-        folds: args.folds as usize,
-        seed: args.seed,
-        chunk: 64,
-    };
+    let opts =
+        FitOptions { as_of, limit: args.limit, l2: args.l2, folds: args.folds as usize, seed: args.seed, chunk: 64 };
     if !args.l2.is_finite() || args.l2 < 0.0 {
         bail!("--l2 must be a non-negative number");
     }
     let total = ctx.runtime.block_on(ctx.store.counts())?.patients.min(args.limit.map_or(u64::MAX, |l| l as u64));
     let bar = ctx.progress(total, "patients");
     let device = backend::device();
-    let (mut manifest, report) = ctx
-        .runtime
-        .block_on(fit_fusion(&*ctx.store, &*ctx.objects, &models, &opts, &device, &|n| bar.inc(n)))?;
+    let (mut manifest, report) =
+        ctx.runtime.block_on(fit_fusion(&*ctx.store, &*ctx.objects, &models, &opts, &device, &|n| bar.inc(n)))?;
     bar.finish_and_clear();
     let version = registry.save(&mut manifest, &[] as &[(&str, Vec<u8>)])?;
     #[derive(Serialize)]
