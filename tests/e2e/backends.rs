@@ -13,9 +13,11 @@ fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
     let store = mongo.url("e2e");
     let objects = format!("s3://carelens-e2e/demo?endpoint={}&region=eu-central-1", s3.endpoint());
     let c = Carelens::new();
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..");
+    let models = root.join("models").to_str().unwrap().to_owned();
     let run = |args: &[&str]| {
         c.command()
-            .args(["--store", &store, "--objects", &objects])
+            .args(["--store", &store, "--objects", &objects, "--models", &models])
             .args(args)
             .env("AWS_ACCESS_KEY_ID", &s3.access_key)
             .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
@@ -28,7 +30,7 @@ fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
     assert_eq!(remote["stats"]["backend"], "mongodb");
     assert!(remote["stats"]["objects"].as_str().unwrap().starts_with("s3://carelens-e2e/demo"));
 
-    let local = Carelens::new().json(&["demo", "--no-serve", "--patients", "300"]);
+    let local = Carelens::new().json(&["--models", &models, "demo", "--no-serve", "--patients", "300"]);
     assert_eq!(remote["population"]["summary"]["hash"], local["population"]["summary"]["hash"]);
     for key in [
         "patients",
@@ -43,11 +45,20 @@ fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
         assert_eq!(remote["stats"]["counts"][key], local["stats"]["counts"][key], "{key}");
     }
     assert_eq!(remote["stats"]["age_bands"], local["stats"]["age_bands"]);
+    // Prediction sets in MongoDB, heatmaps in S3: the same sets and the same evaluation.
+    let (rp, lp) = (&remote["predictions"], &local["predictions"]);
+    assert!(rp["new_sets"].as_u64().unwrap() > 200, "{rp}");
+    for key in ["new_sets", "heatmaps", "evaluation"] {
+        assert_eq!(rp[key], lp[key], "{key}");
+    }
+    assert_eq!(remote["example"]["predictions"], local["example"]["predictions"]);
 
     // Running again reuses the population stored in MongoDB.
     let again = run(&["--json", "demo", "--no-serve"]);
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["population"]["reused"], true);
+    assert_eq!(again["predictions"]["new_sets"], 0, "unchanged inputs write no new set");
+    assert_eq!(again["predictions"]["unchanged"], rp["new_sets"]);
 
     // Bad settings name the setting and say what to do.
     let with = |store: &str, objects: &str| {
