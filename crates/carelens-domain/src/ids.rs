@@ -178,6 +178,8 @@ uuid_id!(RuleId);
 uuid_id!(PredictionSetId);
 uuid_id!(ConsentId);
 uuid_id!(DocumentId);
+uuid_id!(UserId);
+uuid_id!(FeedbackId);
 
 /// The key of an object in the object store (local files or S3). Relative, `/`-separated,
 /// no `..`, characters `[A-Za-z0-9._-/]`.

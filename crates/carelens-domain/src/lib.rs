@@ -16,6 +16,7 @@ mod ids;
 mod patient;
 mod prediction;
 mod provider;
+mod user;
 
 pub use audit::{Actor, ActorRole, AuditAction, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain};
 pub use codes::{AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def};
@@ -29,7 +30,8 @@ pub use history::{
     ReferenceRange, Source, SourceKind, TherapyModality, TherapySession, Vaccination, is_dicom_uid,
 };
 pub use ids::{
-    AppointmentId, ConsentId, DocumentId, EntryId, HealthId, ObjectKey, PredictionSetId, ProviderId, ReviewId, RuleId,
+    AppointmentId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey, PredictionSetId, ProviderId,
+    ReviewId, RuleId, UserId,
 };
 pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};
 pub use prediction::{
@@ -39,6 +41,7 @@ pub use provider::{
     Address, Appointment, AppointmentStatus, LanguageCode, Provider, ProviderKind, RatingSummary, Review, ScheduleRule,
     Slot, SlotSource, Specialty, VisitType,
 };
+pub use user::{Feedback, MAX_COMMENT, Role, User, Verdict, valid_username};
 
 /// Checks the invariants of a value that spans several fields.
 pub trait Validate {

@@ -12,8 +12,10 @@ use carelens_domain::{
     ClinicalStatus, Condition, ConsentGrant, ConsentId, Diagnosis, DocumentId, DocumentKind, DocumentRef, EntryId,
     GENESIS_HASH, GeoPoint, Grantee, GroundTruth, HealthId, HistoryEntry, HistoryKind, Insurance, InsuranceKind,
     ModelRef, Observation, Patient, PersonName, PredictionSet, PredictionSetId, Provider, ProviderId, ProviderKind,
-    RatingSummary, Residence, Review, ReviewId, RuleId, ScheduleRule, Sex, Source, Specialty, VisitType, verify_chain,
+    RatingSummary, Residence, Review, ReviewId, Role, RuleId, ScheduleRule, Sex, Source, Specialty, User, UserId,
+    Verdict, VisitType, verify_chain,
 };
+use carelens_domain::{Feedback, FeedbackId};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 
 use crate::{AuditEvent, HistoryFilter, ObjectStore, PageRequest, Store, StoreError, WriteBatch};
@@ -118,6 +120,33 @@ pub mod fixtures {
             predictions: vec![],
         }
     }
+
+    pub fn user(n: u128, name: &str, role: Role) -> User {
+        User {
+            id: UserId::from_u128(n),
+            username: name.into(),
+            role,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            provider: (role == Role::Doctor).then(|| ProviderId::from_number(1)),
+            patient: (role == Role::Patient).then(|| HealthId::from_number(1)),
+            created_at: time(2026, 1, 1, 8),
+            disabled: false,
+        }
+    }
+
+    pub fn feedback(n: u128, patient: &HealthId, code: &str, verdict: Verdict, at: DateTime<Utc>) -> Feedback {
+        Feedback {
+            id: FeedbackId::from_u128(n),
+            patient: patient.clone(),
+            prediction_set: PredictionSetId::from_u128(1),
+            set_version: 1,
+            code: code.parse().expect("fixture code"),
+            verdict,
+            comment: Some("checked against the X-ray".into()),
+            doctor: UserId::from_u128(1),
+            at,
+        }
+    }
 }
 
 use fixtures::*;
@@ -147,6 +176,8 @@ checks!(
     consents_upsert_and_revoke,
     audit_chain_under_concurrency,
     documents_round_trip,
+    users_are_unique_by_name,
+    feedback_round_trip,
     meta_round_trip,
     concurrent_writers,
     counts_add_up,
@@ -455,6 +486,46 @@ async fn concurrent_writers(s: Arc<dyn Store>) {
         t.await.unwrap();
     }
     assert_eq!(s.counts().await.unwrap().patients, 8 * 5 * 10);
+}
+
+async fn users_are_unique_by_name(s: Arc<dyn Store>) {
+    let mut doctor = user(1, "dr.weber", Role::Doctor);
+    s.put_user(&doctor).await.unwrap();
+    s.put_user(&user(2, "analyst", Role::Analyst)).await.unwrap();
+    assert_eq!(s.get_user(&doctor.id).await.unwrap().as_ref(), Some(&doctor));
+    assert_eq!(s.user_by_name("dr.weber").await.unwrap().as_ref(), Some(&doctor));
+    assert_eq!(s.user_by_name("nobody").await.unwrap(), None);
+    // Upsert by id (a disabled account keeps its name).
+    doctor.disabled = true;
+    s.put_user(&doctor).await.unwrap();
+    assert!(s.user_by_name("dr.weber").await.unwrap().unwrap().disabled);
+    // Another id with a taken name is a conflict, not a second account.
+    let err = s.put_user(&user(3, "dr.weber", Role::Admin)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { entity: "user", .. }), "{err}");
+    let names: Vec<String> = s.list_users().await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(names, ["analyst", "dr.weber"]);
+    let mut bad = user(4, "x", Role::Admin);
+    assert!(matches!(s.put_user(&bad).await, Err(StoreError::Invalid { entity: "user", .. })));
+    bad.username = "plain.password".into();
+    bad.password_hash = "hunter2".into();
+    assert!(matches!(s.put_user(&bad).await, Err(StoreError::Invalid { entity: "user", .. })));
+    assert_eq!(s.counts().await.unwrap().users, 2);
+}
+
+async fn feedback_round_trip(s: Arc<dyn Store>) {
+    let (p, q) = (HealthId::from_number(1), HealthId::from_number(2));
+    let late = feedback(1, &p, "J18", Verdict::Confirmed, time(2026, 2, 2, 9));
+    let early = feedback(2, &p, "I25", Verdict::Rejected, time(2026, 2, 1, 9));
+    let other = feedback(3, &q, "E11", Verdict::Confirmed, time(2026, 2, 3, 9));
+    for f in [&late, &early, &other] {
+        s.put_feedback(f).await.unwrap();
+    }
+    assert_eq!(s.feedback_for(&p).await.unwrap(), vec![early.clone(), late.clone()]);
+    assert_eq!(s.all_feedback().await.unwrap(), vec![early, late, other]);
+    let mut long = feedback(4, &p, "J18", Verdict::Rejected, time(2026, 2, 4, 9));
+    long.comment = Some("x".repeat(carelens_domain::MAX_COMMENT + 1));
+    assert!(matches!(s.put_feedback(&long).await, Err(StoreError::Invalid { entity: "feedback", .. })));
+    assert_eq!(s.counts().await.unwrap().feedback, 3);
 }
 
 async fn counts_add_up(s: Arc<dyn Store>) {

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, GroundTruth,
-    HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, Validate,
+    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
+    GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User,
+    UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -51,6 +52,8 @@ const CONSENTS: Shape =
     Shape { name: "consents", entity: "consent", dates: &[], times: &["valid_from", "valid_until", "revoked_at"] };
 const AUDIT: Shape = Shape { name: "audit", entity: "audit entry", dates: &[], times: &["at"] };
 const DOCUMENTS: Shape = Shape { name: "documents", entity: "document", dates: &[], times: &["uploaded_at"] };
+const USERS: Shape = Shape { name: "users", entity: "user", dates: &[], times: &["created_at"] };
+const FEEDBACK: Shape = Shape { name: "feedback", entity: "feedback", dates: &[], times: &["at"] };
 
 /// The MongoDB store.
 #[derive(Clone)]
@@ -258,6 +261,16 @@ impl MongoStore {
             (&CONSENTS, vec![idx(doc! { "patient": 1 }, "patient")]),
             (&AUDIT, vec![idx(doc! { "patient": 1, "at": 1 }, "patient_at")]),
             (&DOCUMENTS, vec![idx(doc! { "patient": 1 }, "patient")]),
+            (
+                &USERS,
+                vec![
+                    IndexModel::builder()
+                        .keys(doc! { "username": 1 })
+                        .options(IndexOptions::builder().name("username".to_owned()).unique(true).build())
+                        .build(),
+                ],
+            ),
+            (&FEEDBACK, vec![idx(doc! { "patient": 1, "at": 1 }, "patient_at"), idx(doc! { "at": 1 }, "at")]),
         ];
         for (shape, models) in plan {
             self.coll(shape).create_indexes(models).await.map_err(self.err(&format!("cannot index {}", shape.name)))?;
@@ -675,6 +688,46 @@ impl Store for MongoStore {
         self.find_all(&DOCUMENTS, doc! { "patient": patient.as_str() }, doc! { "uploaded_at": 1, "_id": 1 }).await
     }
 
+    async fn put_user(&self, user: &User) -> Result<()> {
+        validate("user", user.id, user)?;
+        let d = encode(&USERS, user.id.to_string().into(), user)?;
+        match self.coll(&USERS).replace_one(doc! { "_id": user.id.to_string() }, d).upsert(true).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(StoreError::Conflict {
+                entity: "user",
+                key: user.username.clone(),
+                reason: "the username is taken",
+            }),
+            Err(e) => Err(backend(&self.location, "writing user", &e)),
+        }
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>> {
+        self.find_one(&USERS, doc! { "_id": id.to_string() }).await
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        self.find_one(&USERS, doc! { "username": username }).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        self.find_all(&USERS, doc! {}, doc! { "username": 1 }).await
+    }
+
+    async fn put_feedback(&self, feedback: &Feedback) -> Result<()> {
+        validate("feedback", feedback.id, feedback)?;
+        let d = encode(&FEEDBACK, feedback.id.to_string().into(), feedback)?;
+        self.upsert(&FEEDBACK, feedback.id.to_string(), d).await
+    }
+
+    async fn feedback_for(&self, patient: &HealthId) -> Result<Vec<Feedback>> {
+        self.find_all(&FEEDBACK, doc! { "patient": patient.as_str() }, doc! { "at": 1, "_id": 1 }).await
+    }
+
+    async fn all_feedback(&self) -> Result<Vec<Feedback>> {
+        self.find_all(&FEEDBACK, doc! {}, doc! { "at": 1, "_id": 1 }).await
+    }
+
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let d = self
             .db
@@ -747,6 +800,8 @@ impl Store for MongoStore {
             consents: count(&CONSENTS).await?,
             audit_entries: count(&AUDIT).await?,
             documents: count(&DOCUMENTS).await?,
+            users: count(&USERS).await?,
+            feedback: count(&FEEDBACK).await?,
         })
     }
 }

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, GroundTruth,
-    HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, Validate,
+    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
+    GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User,
+    UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -53,6 +54,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE audit (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, patient_id TEXT, body TEXT NOT NULL);
     CREATE TABLE documents (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, body TEXT NOT NULL);
     CREATE INDEX documents_patient ON documents (patient_id);
+    "#,
+    // 2: users and doctors' feedback (issue #6).
+    r#"
+    CREATE TABLE users (id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+    CREATE TABLE feedback (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX feedback_patient ON feedback (patient_id, at);
     "#,
 ];
 
@@ -710,6 +717,80 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_user(&self, user: &User) -> Result<()> {
+        validate("user", user.id, user)?;
+        let u = user.clone();
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO users (id, username, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET username = ?2, body = ?3",
+            )
+            .map_err(db)?
+            .execute(params![u.id.to_string(), u.username, to_json(&u)?])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict { entity: "user", key: u.username.clone(), reason: "the username is taken" }
+                } else {
+                    db(e)
+                }
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>> {
+        let id = *id;
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(c, "user", "SELECT id, body FROM users WHERE id = ?1", [id.to_string()])?.pop())
+        })
+        .await
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        let name = username.to_owned();
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(c, "user", "SELECT id, body FROM users WHERE username = ?1", [name])?.pop())
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        self.with_conn(|c| Self::query_bodies(c, "user", "SELECT id, body FROM users ORDER BY username", [])).await
+    }
+
+    async fn put_feedback(&self, feedback: &Feedback) -> Result<()> {
+        validate("feedback", feedback.id, feedback)?;
+        let f = feedback.clone();
+        self.with_conn(move |c| {
+            upsert_all(
+                c,
+                "INSERT INTO feedback (id, patient_id, at, body) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET patient_id = ?2, at = ?3, body = ?4",
+                &[f],
+                |f| Ok([text(f.id.to_string()), text(f.patient.as_str()), text(ts(f.at)), text(to_json(f)?)]),
+            )
+        })
+        .await
+    }
+
+    async fn feedback_for(&self, patient: &HealthId) -> Result<Vec<Feedback>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "feedback",
+                "SELECT id, body FROM feedback WHERE patient_id = ?1 ORDER BY at, id",
+                [patient.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn all_feedback(&self) -> Result<Vec<Feedback>> {
+        self.with_conn(|c| Self::query_bodies(c, "feedback", "SELECT id, body FROM feedback ORDER BY at, id", [])).await
+    }
+
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         self.with_conn(move |c| {
@@ -759,6 +840,8 @@ impl Store for SqliteStore {
                 consents: count(c, "SELECT COUNT(*) FROM consents")?,
                 audit_entries: count(c, "SELECT COUNT(*) FROM audit")?,
                 documents: count(c, "SELECT COUNT(*) FROM documents")?,
+                users: count(c, "SELECT COUNT(*) FROM users")?,
+                feedback: count(c, "SELECT COUNT(*) FROM feedback")?,
             })
         })
         .await

@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use carelens_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome, Category,
-    ConsentGrant, DocumentId, DocumentRef, GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet, Provider,
-    ProviderId, Review, ScheduleRule,
+    ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet,
+    Provider, ProviderId, Review, ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -159,6 +159,8 @@ pub struct StoreCounts {
     pub consents: u64,
     pub audit_entries: u64,
     pub documents: u64,
+    pub users: u64,
+    pub feedback: u64,
 }
 
 /// Everything carelens keeps about patients, providers and their activity.
@@ -218,6 +220,20 @@ pub trait Store: Send + Sync + 'static {
     async fn put_document(&self, doc: &DocumentRef) -> Result<()>;
     async fn get_document(&self, id: &DocumentId) -> Result<Option<DocumentRef>>;
     async fn documents_for(&self, patient: &HealthId) -> Result<Vec<DocumentRef>>;
+
+    /// Upserts a user by id; [`crate::StoreError::Conflict`] if another user has the username.
+    async fn put_user(&self, user: &User) -> Result<()>;
+    async fn get_user(&self, id: &UserId) -> Result<Option<User>>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>>;
+    /// All users, by username.
+    async fn list_users(&self) -> Result<Vec<User>>;
+
+    /// Stores a doctor's verdict (upsert by id).
+    async fn put_feedback(&self, feedback: &Feedback) -> Result<()>;
+    /// A patient's feedback, oldest first.
+    async fn feedback_for(&self, patient: &HealthId) -> Result<Vec<Feedback>>;
+    /// All feedback, oldest first (ties by id), for exporting labels.
+    async fn all_feedback(&self) -> Result<Vec<Feedback>>;
 
     /// Small key/value settings (population provenance, model registry pointers, …).
     async fn get_meta(&self, key: &str) -> Result<Option<String>>;

@@ -20,6 +20,8 @@ pub struct TransferReport {
     pub prediction_sets: u64,
     pub consents: u64,
     pub documents: u64,
+    pub users: u64,
+    pub feedback: u64,
     pub audit_entries: u64,
     pub objects: u64,
     pub object_bytes: u64,
@@ -35,12 +37,13 @@ fn line<T: Serialize>(h: &mut Sha256, v: &T) {
 }
 
 /// SHA-256 over everything a store and object store hold, walked in a canonical order:
-/// meta; providers with reviews and schedule rules; patients with history, ground truth,
-/// appointments, prediction sets, consents and documents; the audit chain; object keys (which
-/// are content addresses). Equal digests mean equal content.
+/// meta; users; providers with reviews and schedule rules; patients with history, ground
+/// truth, appointments, prediction sets, consents, documents and feedback; the audit chain;
+/// object keys (which are content addresses). Equal digests mean equal content.
 pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<String> {
     let mut h = Sha256::new();
     line(&mut h, &store.list_meta().await?);
+    line(&mut h, &store.list_users().await?);
     let mut page = Some(PageRequest::first(PAGE));
     while let Some(req) = page {
         let got = store.list_providers(req).await?;
@@ -63,6 +66,7 @@ pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<Stri
             line(&mut h, &store.prediction_sets(&p.id).await?);
             line(&mut h, &store.consents_for(&p.id).await?);
             line(&mut h, &store.documents_for(&p.id).await?);
+            line(&mut h, &store.feedback_for(&p.id).await?);
         }
         page = got.next;
     }
@@ -94,6 +98,10 @@ pub async fn copy_all(
         to.set_meta(&k, &v).await?;
         r.meta += 1;
     }
+    for u in from.list_users().await? {
+        to.put_user(&u).await?;
+        r.users += 1;
+    }
     let mut page = Some(PageRequest::first(PAGE));
     while let Some(req) = page {
         let got = from.list_providers(req).await?;
@@ -115,6 +123,7 @@ pub async fn copy_all(
         let mut sets = Vec::new();
         let mut consents = Vec::new();
         let mut documents = Vec::new();
+        let mut feedback = Vec::new();
         for p in &got.items {
             b.history.extend(from.history(&p.id, &all).await?);
             b.ground_truth.extend(from.ground_truth(&p.id).await?);
@@ -122,6 +131,7 @@ pub async fn copy_all(
             sets.extend(from.prediction_sets(&p.id).await?);
             consents.extend(from.consents_for(&p.id).await?);
             documents.extend(from.documents_for(&p.id).await?);
+            feedback.extend(from.feedback_for(&p.id).await?);
         }
         r.patients += got.items.len() as u64;
         r.history_entries += b.history.len() as u64;
@@ -142,6 +152,10 @@ pub async fn copy_all(
         for d in &documents {
             to.put_document(d).await?;
             r.documents += 1;
+        }
+        for f in &feedback {
+            to.put_feedback(f).await?;
+            r.feedback += 1;
         }
         progress(r.patients);
         page = got.next;
@@ -271,6 +285,10 @@ mod tests {
             .unwrap();
         }
         s.set_meta("population", "{}").await.unwrap();
+        s.put_user(&user(1, "dr.weber", carelens_domain::Role::Doctor)).await.unwrap();
+        s.put_feedback(&feedback(1, &p.id, "E11", carelens_domain::Verdict::Confirmed, time(2025, 1, 2, 0)))
+            .await
+            .unwrap();
         o.put(b"an image".to_vec()).await.unwrap();
     }
 
@@ -282,8 +300,17 @@ mod tests {
         fill(a.as_ref(), ao.as_ref()).await;
         let r = copy_all(a.as_ref(), ao.as_ref(), b.as_ref(), bo.as_ref(), &|_| {}).await.unwrap();
         assert_eq!(
-            (r.patients, r.history_entries, r.prediction_sets, r.consents, r.audit_entries, r.objects),
-            (2, 2, 1, 1, 3, 1)
+            (
+                r.patients,
+                r.history_entries,
+                r.prediction_sets,
+                r.consents,
+                r.audit_entries,
+                r.objects,
+                r.users,
+                r.feedback
+            ),
+            (2, 2, 1, 1, 3, 1, 1, 1)
         );
         assert_eq!(r.source_digest, r.target_digest);
         // Idempotent: a second run changes nothing.
