@@ -122,7 +122,7 @@ pub async fn load_inputs<B: Backend>(
     Ok(out)
 }
 
-async fn all_patients(store: &dyn Store) -> Result<Vec<HealthId>> {
+pub(crate) async fn all_patients(store: &dyn Store) -> Result<Vec<HealthId>> {
     let mut ids = Vec::new();
     let mut page = Some(PageRequest::first(1000));
     while let Some(req) = page {

@@ -285,6 +285,17 @@ fn tabular_source(
     Ok(())
 }
 
+/// The codes of every recorded diagnosis (any status).
+pub(crate) fn recorded_codes(history: &[HistoryEntry]) -> Vec<&str> {
+    history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            HistoryKind::Diagnosis(d) => Some(d.code.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn prob(p: f64) -> Probability {
     Probability::new(p.clamp(0.0, 1.0)).unwrap_or_else(|_| unreachable!("clamped"))
 }
@@ -301,14 +312,7 @@ pub fn assemble<B: Backend>(
     version: u32,
     now: DateTime<Utc>,
 ) -> Option<PredictionSet> {
-    let recorded: Vec<&str> = input
-        .history
-        .iter()
-        .filter_map(|e| match &e.kind {
-            HistoryKind::Diagnosis(d) => Some(d.code.as_str()),
-            _ => None,
-        })
-        .collect();
+    let recorded = recorded_codes(&input.history);
     let mut predictions = Vec::new();
     let mut params = serde_json::Map::new();
     for (idx, cand) in models.candidates().iter().enumerate() {

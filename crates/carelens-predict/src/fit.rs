@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
-use carelens_domain::{Condition, HistoryKind};
+use carelens_domain::Condition;
 use carelens_ml::{
     Assessment, CalibrationMethod, DatasetInfo, FusedDiagnosis, ModelBody, ModelManifest, Stack, ThresholdRule, assess,
     auroc,
 };
-use carelens_store::{ObjectStore, PageRequest, Store};
+use carelens_store::{ObjectStore, Store};
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -66,14 +66,7 @@ pub(crate) fn labels<B: Backend>(
     input: &PatientInput,
     truth: &[Condition],
 ) -> Vec<bool> {
-    let recorded: Vec<&str> = input
-        .history
-        .iter()
-        .filter_map(|e| match &e.kind {
-            HistoryKind::Diagnosis(d) => Some(d.code.as_str()),
-            _ => None,
-        })
-        .collect();
+    let recorded = crate::compute::recorded_codes(&input.history);
     candidates
         .iter()
         .map(|c| {
@@ -111,16 +104,7 @@ pub async fn fit_fusion<B: Backend>(
             "no sources to fuse: train image models on DICOM studies or history models first".into(),
         ));
     }
-    let mut ids = Vec::new();
-    let mut page = Some(PageRequest::first(1000));
-    while let Some(req) = page {
-        let got = store.list_patients(req).await?;
-        ids.extend(got.items.into_iter().map(|p| p.id));
-        page = got.next;
-        if opts.limit.is_some_and(|l| ids.len() >= l) {
-            break;
-        }
-    }
+    let mut ids = crate::batch::all_patients(store).await?;
     if let Some(l) = opts.limit {
         ids.truncate(l);
     }
