@@ -181,13 +181,13 @@ pub async fn run<B: Backend>(
             }
             let fp = fingerprint(&identity, opts.as_of, &input.patient, &input.history);
             let latest = store.latest_prediction_set(&input.patient.id).await?;
-            match latest {
+            match &latest {
                 Some(l) if l.input_fingerprint == fp => {
                     report.unchanged += 1;
                     outcomes.push((input.patient.id.clone(), PatientOutcome::Unchanged { version: l.version }));
                 }
                 _ => {
-                    let next = latest_version(store, &input.patient.id).await? + 1;
+                    let next = latest.as_ref().map_or(0, |l| l.version) + 1;
                     inputs.push(input);
                     todo.push((fp, next));
                 }
@@ -246,8 +246,4 @@ pub async fn run<B: Backend>(
     report.seconds = started.elapsed().as_secs_f64();
     report.patients_per_second = if report.seconds > 0.0 { computed as f64 / report.seconds } else { 0.0 };
     Ok((report, outcomes))
-}
-
-async fn latest_version(store: &dyn Store, id: &HealthId) -> Result<u32> {
-    Ok(store.latest_prediction_set(id).await?.map_or(0, |s| s.version))
 }
