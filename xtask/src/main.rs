@@ -137,6 +137,10 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
     // The test kit starts mongod and needs the driver to initiate the replica set.
     ("mongodb", &["carelens-store", "carelens-testkit"]),
     ("aws-sdk-s3", &["carelens-store"]),
+    // Only the server knows HTTP types; everyone else stays callable without a web stack.
+    ("axum", &["carelens-server"]),
+    ("utoipa", &["carelens-server"]),
+    ("utoipa-axum", &["carelens-server"]),
 ];
 
 /// Each backend library may be a direct (normal or build) dependency of the named crates only;

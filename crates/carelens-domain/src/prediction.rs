@@ -89,6 +89,9 @@ pub struct DiagnosisPrediction {
     /// Fused, calibrated probability.
     pub probability: Probability,
     pub risk_band: RiskBand,
+    /// The fused operating threshold the band was cut at (high ≥ it, medium ≥ half of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
     /// Already recorded for the patient: shown as known, not as predicted.
     pub known: bool,
     pub sources: Vec<SourceProbability>,
@@ -144,6 +147,7 @@ mod tests {
             display: "Type 2 diabetes".into(),
             probability: Probability::new(0.7).unwrap(),
             risk_band: RiskBand::High,
+            threshold: Some(0.5),
             known: false,
             sources: vec![],
             evidence: vec![],

@@ -387,6 +387,7 @@ pub fn assemble<B: Backend>(
             display: cand.display.clone(),
             probability: prob(probability),
             risk_band: risk_band(probability, threshold),
+            threshold: Some(threshold),
             known: recorded.iter().any(|r| catalogue::covers(&cand.code, r)),
             sources: src,
             evidence,

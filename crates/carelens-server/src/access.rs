@@ -1,0 +1,190 @@
+//! The one access check every patient endpoint calls, and the audit entries it leaves.
+//!
+//! A doctor reaches a patient through a care relationship (an appointment, past or future and
+//! not cancelled, with the doctor's practice: every category but mental health) and through
+//! consent grants to that practice in force now (the granted categories, mental health
+//! included when granted). A patient reaches their own
+//! record. Nobody else reaches individual patients: admins, analysts and ML engineers work
+//! on aggregates. Every decision is audited, allowed or denied. The full consent model
+//! (care teams, break-the-glass) arrives with the records module; it extends this function.
+
+use carelens_domain::{
+    Actor, AppointmentStatus, AuditAction, AuditOutcome, Category, Grantee, HealthId, Patient, Role,
+};
+use carelens_store::AuditEvent;
+use chrono::Utc;
+
+use crate::auth::Session;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::state::AppState;
+
+/// What the caller wants to do with the patient's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Prediction sets and their evidence.
+    ReadPredictions,
+    /// The history timeline.
+    ReadHistory,
+    /// Confirming or rejecting a suggested diagnosis.
+    GiveFeedback,
+}
+
+impl Purpose {
+    fn action(self) -> AuditAction {
+        match self {
+            Purpose::ReadPredictions | Purpose::ReadHistory => AuditAction::Read,
+            Purpose::GiveFeedback => AuditAction::Create,
+        }
+    }
+
+    /// The consent category a grant must cover for this purpose.
+    fn category(self) -> Category {
+        match self {
+            Purpose::ReadPredictions | Purpose::GiveFeedback => Category::Diagnosis,
+            Purpose::ReadHistory => Category::Diagnosis,
+        }
+    }
+
+    fn roles(self) -> &'static [Role] {
+        match self {
+            Purpose::ReadPredictions | Purpose::GiveFeedback => &[Role::Doctor],
+            Purpose::ReadHistory => &[Role::Doctor, Role::Patient],
+        }
+    }
+}
+
+/// An allowed access: the patient and the categories the caller may see.
+#[derive(Debug)]
+pub struct Access {
+    pub patient: Patient,
+    pub categories: Vec<Category>,
+    /// How access was granted, for the audit log: `own_record`, `care_relationship`, `consent`.
+    pub basis: &'static str,
+}
+
+impl Access {
+    pub fn sees(&self, c: Category) -> bool {
+        self.categories.contains(&c)
+    }
+}
+
+fn actor(session: &Session) -> Actor {
+    Actor { role: session.0.actor_role(), id: session.0.sub.to_string() }
+}
+
+async fn audit(
+    state: &AppState,
+    session: &Session,
+    action: AuditAction,
+    patient: Option<&HealthId>,
+    resource: &str,
+    outcome: AuditOutcome,
+    reason: &str,
+) -> ApiResult<()> {
+    let event = AuditEvent {
+        at: Utc::now(),
+        actor: actor(session),
+        action,
+        patient: patient.cloned(),
+        resource: resource.to_string(),
+        outcome,
+        reason: Some(reason.to_string()),
+    };
+    state.store.append_audit(event).await?;
+    Ok(())
+}
+
+/// Leaves a denied entry; a failing audit write is logged, and the refusal stands.
+pub async fn audit_denied(state: &AppState, session: &Session, patient: Option<&HealthId>, resource: &str, why: &str) {
+    tracing::info!(user = %session.0.sub, resource, reason = why, "access denied");
+    if let Err(e) = audit(state, session, AuditAction::Read, patient, resource, AuditOutcome::Denied, why).await {
+        tracing::error!(error = %e.message, "could not audit a denied access");
+    }
+}
+
+/// Audits a write the caller made (feedback, a prediction run, a new user).
+pub async fn audit_write(
+    state: &AppState,
+    session: &Session,
+    patient: Option<&HealthId>,
+    resource: &str,
+    what: &str,
+) -> ApiResult<()> {
+    audit(state, session, AuditAction::Create, patient, resource, AuditOutcome::Allowed, what).await
+}
+
+/// Parses a Health ID from a path segment.
+pub fn health_id(raw: &str) -> ApiResult<HealthId> {
+    raw.parse::<HealthId>().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidHealthId,
+            "not a Health ID (CLH, 10 characters of Crockford base32 and a check character)",
+        )
+    })
+}
+
+/// The access check. Every endpoint that touches one patient's data calls it first and uses
+/// only the categories it returns; allowed and denied decisions both land in the audit log.
+pub async fn check_patient_access(
+    state: &AppState,
+    session: &Session,
+    patient: &HealthId,
+    purpose: Purpose,
+    resource: &str,
+) -> ApiResult<Access> {
+    let claims = &session.0;
+    if !purpose.roles().contains(&claims.role) {
+        audit_denied(state, session, Some(patient), resource, "forbidden_role").await;
+        return Err(ApiError::new(
+            ErrorCode::ForbiddenRole,
+            format!(
+                "a {} may not read individual patients' {}",
+                claims.role.as_str(),
+                match purpose {
+                    Purpose::ReadHistory => "histories",
+                    _ => "predictions",
+                }
+            ),
+        ));
+    }
+    let (categories, basis) = match (claims.role, &claims.provider) {
+        (Role::Patient, _) if claims.patient.as_ref() == Some(patient) => (Category::ALL.to_vec(), "own_record"),
+        (Role::Doctor, Some(provider)) => {
+            let appointments = state.store.appointments_for_patient(patient).await?;
+            let in_care =
+                appointments.iter().any(|a| &a.provider == provider && a.status != AppointmentStatus::Cancelled);
+            let now = Utc::now();
+            let grantee = Grantee::Provider(provider.clone());
+            let grants = state.store.consents_for(patient).await?;
+            // Treating doctors see everything but mental health; consent adds what it grants.
+            let categories: Vec<Category> = Category::ALL
+                .into_iter()
+                .filter(|&c| {
+                    (in_care && c != Category::MentalHealth) || grants.iter().any(|g| g.allows(&grantee, c, now))
+                })
+                .collect();
+            (categories, if in_care { "care_relationship" } else { "consent" })
+        }
+        _ => (vec![], "none"),
+    };
+    if !categories.contains(&purpose.category()) {
+        audit_denied(state, session, Some(patient), resource, "not_in_care").await;
+        // Health IDs are random (50 bits and a check character), so saying that one does not
+        // exist gives nothing away worth guessing for; it saves a doctor a confusing 403.
+        if state.store.get_patient(patient).await?.is_none() {
+            return Err(ApiError::of(ErrorCode::PatientNotFound));
+        }
+        return Err(ApiError::new(
+            ErrorCode::NotInCare,
+            match claims.role {
+                Role::Patient => "patients can read their own record only".to_string(),
+                _ => "this patient has no appointment with your practice and has not granted it consent".to_string(),
+            },
+        ));
+    }
+    let Some(record) = state.store.get_patient(patient).await? else {
+        return Err(ApiError::of(ErrorCode::PatientNotFound));
+    };
+    audit(state, session, purpose.action(), Some(patient), resource, AuditOutcome::Allowed, basis).await?;
+    Ok(Access { patient: record, categories, basis })
+}

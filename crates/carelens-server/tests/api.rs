@@ -1,0 +1,578 @@
+//! The API through its router, on a real embedded store (SQLite + local objects in a temp
+//! dir): sign-in, the access check, every error code a client can trigger, feedback, runs,
+//! and the OpenAPI document against the real routes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use carelens_domain::{
+    AuditOutcome, Category, ConsentGrant, ConsentId, DiagnosisPrediction, EvidenceKind, EvidenceRef, Grantee, HealthId,
+    ModelRef, Probability, ProviderId, RiskBand, Role, SourceProbability, User,
+};
+use carelens_server::{AppState, Claims, PredictionRunner, RunRequest, ServerConfig, TokenKey, hash_password, router};
+use carelens_store::conformance::fixtures;
+use carelens_store::{LocalObjects, ObjectStore, SqliteStore, Store, WriteBatch};
+use chrono::Utc;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct App {
+    router: Router,
+    store: Arc<dyn Store>,
+    tokens: TokenKey,
+    heatmap_digest: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A runner that waits until the test releases it.
+struct GatedRunner {
+    gate: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl PredictionRunner for GatedRunner {
+    fn run(&self, request: &RunRequest, progress: &(dyn Fn(u64) + Sync)) -> Result<Value, String> {
+        self.gate.lock().unwrap().recv().map_err(|e| e.to_string())?;
+        let n = request.patients.as_ref().map_or(0, Vec::len) as u64;
+        progress(n);
+        Ok(json!({"considered": n, "new_sets": n}))
+    }
+}
+
+fn in_care() -> HealthId {
+    HealthId::from_number(1)
+}
+fn not_in_care() -> HealthId {
+    HealthId::from_number(2)
+}
+fn consented() -> HealthId {
+    HealthId::from_number(3)
+}
+fn no_set() -> HealthId {
+    HealthId::from_number(4)
+}
+
+async fn user(store: &dyn Store, n: u128, name: &str, role: Role, provider: Option<ProviderId>) {
+    let mut u: User = fixtures::user(n, name, role);
+    u.password_hash = hash_password(PASSWORD).unwrap();
+    u.provider = provider;
+    store.put_user(&u).await.unwrap();
+}
+
+fn prediction(code: &str, p: f64, evidence: Vec<EvidenceRef>) -> DiagnosisPrediction {
+    DiagnosisPrediction {
+        code: code.parse().unwrap(),
+        display: format!("diagnosis {code}"),
+        probability: Probability::new(p).unwrap(),
+        risk_band: if p >= 0.5 { RiskBand::High } else { RiskBand::Low },
+        threshold: Some(0.5),
+        known: false,
+        sources: vec![SourceProbability {
+            model: ModelRef { name: "chest-xray".into(), version: "1".into() },
+            label: "consolidation".into(),
+            probability: Probability::new(p).unwrap(),
+            contribution: Some(0.7),
+        }],
+        evidence,
+    }
+}
+
+async fn app_with(runner: Option<Arc<dyn PredictionRunner>>, config: ServerConfig) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("db.sqlite")).unwrap());
+    let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjects::open(dir.path().join("objects")).unwrap());
+    let mine = ProviderId::from_number(1);
+    let other = ProviderId::from_number(2);
+    let now = Utc::now();
+    let batch = WriteBatch {
+        providers: vec![fixtures::provider(1), fixtures::provider(2)],
+        patients: (1..=4).map(fixtures::patient).collect(),
+        history: vec![
+            fixtures::diagnosis(1, &in_care(), fixtures::date(2024, 3, 1), "I10"),
+            fixtures::observation(2, &in_care(), fixtures::date(2025, 6, 1), "4548-4", 7.1),
+            fixtures::diagnosis(3, &in_care(), fixtures::date(2025, 1, 1), "F32"),
+        ],
+        appointments: vec![
+            fixtures::appointment(1, &in_care(), &mine, now + chrono::Duration::days(3)),
+            fixtures::appointment(2, &not_in_care(), &other, now + chrono::Duration::days(3)),
+            fixtures::appointment(3, &no_set(), &mine, now - chrono::Duration::days(30)),
+        ],
+        ..WriteBatch::default()
+    };
+    store.apply(batch).await.unwrap();
+    store
+        .put_consent(&ConsentGrant {
+            id: ConsentId::from_u128(1),
+            patient: consented(),
+            grantee: Grantee::Provider(mine.clone()),
+            categories: vec![Category::Diagnosis],
+            valid_from: now - chrono::Duration::days(1),
+            valid_until: None,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    // The server streams the bytes without decoding them: a PNG signature is enough here.
+    let png = b"\x89PNG\r\n\x1a\nheatmap".to_vec();
+    let key = objects.put(png).await.unwrap();
+    let digest = key.as_str().rsplit('/').next().unwrap().to_string();
+    let mut set = fixtures::prediction_set(1, &in_care(), 1);
+    set.predictions = vec![
+        prediction(
+            "J18",
+            0.81,
+            vec![EvidenceRef {
+                kind: EvidenceKind::Heatmap,
+                object_key: Some(key),
+                detail: json!({"model": "chest-xray", "label": "consolidation", "method": "occlusion sensitivity", "max_logit_drop": 1.2}),
+            }],
+        ),
+        prediction("F32", 0.6, vec![]),
+        prediction("E11", 0.1, vec![]),
+    ];
+    store.put_prediction_set(&set).await.unwrap();
+    let mut s3 = fixtures::prediction_set(2, &consented(), 1);
+    s3.predictions = vec![prediction("E11", 0.3, vec![])];
+    store.put_prediction_set(&s3).await.unwrap();
+    user(&*store, 1, "dr.mine", Role::Doctor, Some(mine)).await;
+    user(&*store, 2, "dr.other", Role::Doctor, Some(other)).await;
+    user(&*store, 3, "ana.lyst", Role::Analyst, None).await;
+    user(&*store, 4, "ml.eng", Role::MlEngineer, None).await;
+    user(&*store, 5, "admin", Role::Admin, None).await;
+    let tokens = TokenKey::random().unwrap();
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let state = AppState::new(store.clone(), objects, models, tokens.clone(), config, runner);
+    App { router: router(state), store, tokens, heatmap_digest: digest, _dir: dir }
+}
+
+async fn app() -> App {
+    app_with(None, ServerConfig::default()).await
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.bytes)))
+    }
+    #[track_caller]
+    fn error(&self, status: StatusCode, code: &str) -> String {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.bytes));
+        let v = self.json();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        v["error"]["message"].as_str().unwrap().to_string()
+    }
+}
+
+impl App {
+    async fn send(&self, req: Request<Body>) -> Resp {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap().to_vec();
+        Resp { status, headers, bytes }
+    }
+
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(v) => b.header(header::CONTENT_TYPE, "application/json").body(Body::from(v.to_string())).unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        self.send(req).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    async fn login(&self, name: &str) -> String {
+        let r = self
+            .call(Method::POST, "/api/v1/auth/login", None, Some(json!({"username": name, "password": PASSWORD})))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    async fn denied_audits(&self) -> usize {
+        self.store.audit_log(0, 10_000).await.unwrap().iter().filter(|e| e.outcome == AuditOutcome::Denied).count()
+    }
+}
+
+#[tokio::test]
+async fn sign_in_issues_tokens_that_expire_and_cannot_be_forged() {
+    let app = app().await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "dr.mine", "password": "wrong password!"})),
+        )
+        .await;
+    r.error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    let r = app
+        .call(Method::POST, "/api/v1/auth/login", None, Some(json!({"username": "nobody", "password": PASSWORD})))
+        .await;
+    r.error(StatusCode::UNAUTHORIZED, "bad_credentials");
+    let token = app.login("dr.mine").await;
+    let me = app.get("/api/v1/me", &token).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json()["role"], "doctor");
+    assert!(me.headers.contains_key("x-request-id"));
+
+    app.call(Method::GET, "/api/v1/me", None, None).await.error(StatusCode::UNAUTHORIZED, "missing_token");
+    app.get("/api/v1/me", "v1.00.00").await.error(StatusCode::UNAUTHORIZED, "invalid_token");
+    let expired = app.tokens.sign(&Claims {
+        sub: carelens_domain::UserId::from_u128(1),
+        name: "dr.mine".into(),
+        role: Role::Doctor,
+        provider: Some(ProviderId::from_number(1)),
+        patient: None,
+        exp: Utc::now().timestamp() - 1,
+    });
+    app.get("/api/v1/me", &expired).await.error(StatusCode::UNAUTHORIZED, "token_expired");
+    // A token of another server's key is refused.
+    let foreign = TokenKey::random().unwrap().sign(&Claims {
+        sub: carelens_domain::UserId::from_u128(5),
+        name: "admin".into(),
+        role: Role::Admin,
+        provider: None,
+        patient: None,
+        exp: Utc::now().timestamp() + 600,
+    });
+    app.get("/api/v1/users", &foreign).await.error(StatusCode::UNAUTHORIZED, "invalid_token");
+}
+
+#[tokio::test]
+async fn a_doctor_sees_patients_in_care_and_nobody_else_and_denials_are_audited() {
+    let app = app().await;
+    let token = app.login("dr.mine").await;
+
+    let list = app.get("/api/v1/patients", &token).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let ids: Vec<String> =
+        list.json()["patients"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, vec![in_care().as_str().to_string(), no_set().as_str().to_string()], "next visit first");
+    let search = app.get(&format!("/api/v1/patients?q={}", &no_set().as_str()[..8].to_lowercase()), &token).await;
+    assert!(search.json()["patients"].as_array().unwrap().iter().any(|p| p["id"] == no_set().as_str()));
+
+    let set = app.get(&format!("/api/v1/patients/{}/predictions", in_care().as_str()), &token).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", String::from_utf8_lossy(&set.bytes));
+    let set = set.json();
+    let codes: Vec<&str> = set["predictions"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["J18", "E11"], "highest first; F32 (mental health) hidden without consent");
+    let heat = &set["predictions"][0]["heatmaps"][0];
+    assert_eq!(heat["url"], format!("/api/v1/patients/{}/evidence/{}", in_care().as_str(), app.heatmap_digest));
+    assert_eq!(set["predictions"][0]["threshold"], 0.5);
+    let png = app.get(heat["url"].as_str().unwrap(), &token).await;
+    assert_eq!(png.status, StatusCode::OK);
+    assert_eq!(png.headers[header::CONTENT_TYPE], "image/png");
+    assert!(png.bytes.starts_with(b"\x89PNG"));
+    app.get(&format!("/api/v1/patients/{}/evidence/{}", in_care().as_str(), "ab".repeat(32)), &token)
+        .await
+        .error(StatusCode::NOT_FOUND, "evidence_not_found");
+
+    // Consent opens the diagnosis category only: predictions yes, labs no.
+    let s = app.get(&format!("/api/v1/patients/{}/predictions", consented().as_str()), &token).await;
+    assert_eq!(s.status, StatusCode::OK);
+    let tl = app.get(&format!("/api/v1/patients/{}/history", consented().as_str()), &token).await.json();
+    assert!(tl["hidden_categories"].as_array().unwrap().iter().any(|c| c == "observation"));
+
+    let before = app.denied_audits().await;
+    let msg = app
+        .get(&format!("/api/v1/patients/{}/predictions", not_in_care().as_str()), &token)
+        .await
+        .error(StatusCode::FORBIDDEN, "not_in_care");
+    assert!(msg.contains("no appointment with your practice"), "{msg}");
+    app.get(&format!("/api/v1/patients/{}/evidence/{}", not_in_care().as_str(), app.heatmap_digest), &token)
+        .await
+        .error(StatusCode::FORBIDDEN, "not_in_care");
+    // The other doctor cannot open this doctor's patient, nor the heatmap by its URL.
+    let other = app.login("dr.other").await;
+    app.get(heat["url"].as_str().unwrap(), &other).await.error(StatusCode::FORBIDDEN, "not_in_care");
+    let analyst = app.login("ana.lyst").await;
+    app.get(&format!("/api/v1/patients/{}/predictions", in_care().as_str()), &analyst)
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    app.get("/api/v1/patients", &analyst).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    assert_eq!(app.denied_audits().await, before + 5, "every denial is in the audit log");
+    let log = app.store.audit_log(0, 10_000).await.unwrap();
+    assert!(log.iter().any(|e| e.outcome == AuditOutcome::Denied && e.patient.as_ref() == Some(&not_in_care())));
+    assert!(carelens_domain::verify_chain(&log, carelens_domain::GENESIS_HASH.to_string()).is_ok());
+
+    app.get("/api/v1/patients/CLH-not-an-id/predictions", &token)
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_health_id");
+    app.get(&format!("/api/v1/patients/{}/predictions", HealthId::from_number(999).as_str()), &token)
+        .await
+        .error(StatusCode::NOT_FOUND, "patient_not_found");
+    let msg = app
+        .get(&format!("/api/v1/patients/{}/predictions", no_set().as_str()), &token)
+        .await
+        .error(StatusCode::NOT_FOUND, "no_prediction_set");
+    assert!(msg.contains("carelens predict"), "{msg}");
+
+    let tl = app.get(&format!("/api/v1/patients/{}/history", in_care().as_str()), &token).await;
+    assert_eq!(tl.status, StatusCode::OK);
+    let tl = tl.json();
+    let kinds: Vec<&str> = tl["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["lab", "diagnosis"], "newest first, the F32 diagnosis hidden: {tl}");
+    assert_eq!(tl["hidden_categories"], json!(["mental_health"]));
+    app.get(&format!("/api/v1/patients/{}/history?category=gossip", in_care().as_str()), &token)
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+#[tokio::test]
+async fn feedback_is_checked_stored_audited_and_shown() {
+    let app = app_with(None, ServerConfig { max_body_bytes: 4096, ..ServerConfig::default() }).await;
+    let token = app.login("dr.mine").await;
+    let url = format!("/api/v1/patients/{}/feedback", in_care().as_str());
+    let post = |body: Value| app.call(Method::POST, &url, Some(&token), Some(body));
+
+    let r = post(json!({"set_version": 1, "code": "J18", "verdict": "confirmed", "comment": "matches the film"})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    let stored = app.store.all_feedback().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].code.as_str(), "J18");
+    assert_eq!(stored[0].doctor, carelens_domain::UserId::from_u128(1));
+    let set = app.get(&format!("/api/v1/patients/{}/predictions", in_care().as_str()), &token).await.json();
+    assert_eq!(set["predictions"][0]["feedback"], "confirmed");
+    assert!(app.store.audit_log(0, 1000).await.unwrap().iter().any(|e| e.resource.starts_with("feedback/")));
+
+    post(json!({"set_version": 1, "code": "J18", "verdict": "maybe"}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    post(json!({"set_version": 1, "code": "not-icd", "verdict": "rejected"}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    post(json!({"set_version": 9, "code": "J18", "verdict": "rejected"}))
+        .await
+        .error(StatusCode::NOT_FOUND, "prediction_not_found");
+    post(json!({"set_version": 1, "code": "I25", "verdict": "rejected"}))
+        .await
+        .error(StatusCode::NOT_FOUND, "prediction_not_found");
+    // F32 is in the set but hidden from this doctor: as good as absent.
+    post(json!({"set_version": 1, "code": "F32", "verdict": "rejected"}))
+        .await
+        .error(StatusCode::NOT_FOUND, "prediction_not_found");
+    let msg = post(json!({"set_version": 1, "code": "J18"}))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json_fields");
+    assert!(msg.contains("verdict"), "{msg}");
+    post(json!({"set_version": 1, "code": "J18", "verdict": "rejected", "comment": "x".repeat(2500)}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    post(json!({"set_version": 1, "code": "J18", "verdict": "rejected", "comment": "x".repeat(5000)}))
+        .await
+        .error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let raw = Request::builder()
+        .method(Method::POST)
+        .uri(&url)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"set_version\": 1,"))
+        .unwrap();
+    app.send(raw).await.error(StatusCode::BAD_REQUEST, "malformed_json");
+    let raw = Request::builder()
+        .method(Method::POST)
+        .uri(&url)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from("{}"))
+        .unwrap();
+    app.send(raw).await.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let other = app.login("dr.other").await;
+    app.call(Method::POST, &url, Some(&other), Some(json!({"set_version": 1, "code": "J18", "verdict": "rejected"})))
+        .await
+        .error(StatusCode::FORBIDDEN, "not_in_care");
+    assert_eq!(app.store.all_feedback().await.unwrap().len(), 1, "nothing else was stored");
+}
+
+#[tokio::test]
+async fn ml_engineers_list_models_and_run_predictions_in_the_background() {
+    let (release, gate) = std::sync::mpsc::channel();
+    let app = app_with(Some(Arc::new(GatedRunner { gate: Mutex::new(gate) })), ServerConfig::default()).await;
+    let ml = app.login("ml.eng").await;
+    let models = app.get("/api/v1/models", &ml).await;
+    assert_eq!(models.status, StatusCode::OK);
+    let models = models.json();
+    let names: Vec<&str> = models["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"chest-xray") && names.contains(&"fusion"), "{names:?}");
+    let cxr = app.get("/api/v1/models/chest-xray", &ml).await.json();
+    assert_eq!(cxr["kind"], "image");
+    assert!(cxr["validation"][0]["auroc"].as_f64().unwrap() > 0.5);
+    app.get("/api/v1/models/no-such-model", &ml).await.error(StatusCode::NOT_FOUND, "model_not_found");
+
+    let doctor = app.login("dr.mine").await;
+    app.call(Method::POST, "/api/v1/prediction-runs", Some(&doctor), Some(json!({})))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    app.call(Method::POST, "/api/v1/prediction-runs", Some(&ml), Some(json!({"patients": ["nope"]})))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_health_id");
+    let started = app
+        .call(Method::POST, "/api/v1/prediction-runs", Some(&ml), Some(json!({"patients": [in_care().as_str()]})))
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED);
+    let id = started.json()["id"].as_u64().unwrap();
+    app.call(Method::POST, "/api/v1/prediction-runs", Some(&ml), Some(json!({})))
+        .await
+        .error(StatusCode::CONFLICT, "job_running");
+    release.send(()).unwrap();
+    let mut state = String::new();
+    for _ in 0..200 {
+        let r = app.get(&format!("/api/v1/prediction-runs/{id}"), &ml).await.json();
+        state = r["state"].as_str().unwrap().to_string();
+        if state != "running" {
+            assert_eq!(r["report"]["new_sets"], 1);
+            assert_eq!(r["patients_done"], 1);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, "succeeded");
+    app.get("/api/v1/prediction-runs/77", &ml).await.error(StatusCode::NOT_FOUND, "job_not_found");
+    assert_eq!(app.get("/api/v1/prediction-runs", &ml).await.json()["runs"].as_array().unwrap().len(), 1);
+
+    // Without a runner the server says how to get one.
+    let bare = app_with(None, ServerConfig::default()).await;
+    let ml = bare.login("ml.eng").await;
+    let msg = bare
+        .call(Method::POST, "/api/v1/prediction-runs", Some(&ml), Some(json!({})))
+        .await
+        .error(StatusCode::CONFLICT, "no_models");
+    assert!(msg.contains("--models"), "{msg}");
+}
+
+#[tokio::test]
+async fn admins_create_users_with_hashed_passwords() {
+    let app = app().await;
+    let admin = app.login("admin").await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "dr.new", "password": PASSWORD, "role": "doctor", "provider": ProviderId::from_number(1).as_str()})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    assert!(!String::from_utf8_lossy(&r.bytes).contains("argon2"), "no hash on the wire");
+    let stored = app.store.user_by_name("dr.new").await.unwrap().unwrap();
+    assert!(stored.password_hash.starts_with("$argon2id$"));
+    let again = app
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "dr.new", "password": "a long enough secret", "role": "analyst"})),
+        )
+        .await;
+    again.error(StatusCode::CONFLICT, "username_taken");
+    app.call(
+        Method::POST,
+        "/api/v1/users",
+        Some(&admin),
+        Some(json!({"username": "dr.x", "password": "short", "role": "analyst"})),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "invalid_input");
+    app.call(
+        Method::POST,
+        "/api/v1/users",
+        Some(&admin),
+        Some(json!({"username": "dr.y", "password": "a long enough secret", "role": "doctor"})),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "invalid_input");
+    let doctor = app.login("dr.new").await;
+    app.get("/api/v1/users", &doctor).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    assert_eq!(app.get("/api/v1/users", &admin).await.json()["users"].as_array().unwrap().len(), 6);
+}
+
+/// Every operation in `/openapi.json` is served by the router (no 404/405), and the routes
+/// the router serves under `/api` are all documented.
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let app = app().await;
+    let doc = app.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let doc = doc.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            operations.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "GET /api/v1/me",
+            "GET /api/v1/models",
+            "GET /api/v1/models/{name}",
+            "GET /api/v1/patients",
+            "GET /api/v1/patients/{id}/evidence/{digest}",
+            "GET /api/v1/patients/{id}/history",
+            "GET /api/v1/patients/{id}/predictions",
+            "GET /api/v1/prediction-runs",
+            "GET /api/v1/prediction-runs/{run}",
+            "GET /api/v1/users",
+            "GET /healthz",
+            "GET /readyz",
+            "POST /api/v1/auth/login",
+            "POST /api/v1/patients/{id}/feedback",
+            "POST /api/v1/prediction-runs",
+            "POST /api/v1/users",
+        ]
+    );
+    for op in &operations {
+        let (method, path) = op.split_once(' ').unwrap();
+        let path = path
+            .replace("{id}", in_care().as_str())
+            .replace("{digest}", &"0".repeat(64))
+            .replace("{name}", "x")
+            .replace("{run}", "1");
+        let r = app.call(method.parse().unwrap(), &path, None, None).await;
+        let code = if r.bytes.is_empty() { Value::Null } else { r.json()["error"]["code"].clone() };
+        assert!(code != "route_not_found" && code != "method_not_allowed", "{op}: {code}");
+        // Every documented status of this operation is a real one; every response is JSON.
+        assert!(r.status.is_success() || r.status.is_client_error(), "{op}: {}", r.status);
+    }
+    app.call(Method::GET, "/api/v1/nothing", None, None).await.error(StatusCode::NOT_FOUND, "route_not_found");
+    app.call(Method::DELETE, "/api/v1/me", None, None)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn health_and_the_web_view() {
+    let app = app().await;
+    assert_eq!(app.call(Method::GET, "/healthz", None, None).await.json()["status"], "ok");
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.json()["store"], "sqlite");
+    let page = app.call(Method::GET, "/", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page.bytes).contains("/assets/app.js"));
+    assert!(page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
+    let js = app.call(Method::GET, "/assets/app.js", None, None).await;
+    assert!(js.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
+    assert!(!String::from_utf8_lossy(&js.bytes).contains("innerHTML"), "text goes in through textContent only");
+}
