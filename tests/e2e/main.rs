@@ -14,6 +14,7 @@ mod imaging;
 mod models;
 mod predict;
 mod privacy;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

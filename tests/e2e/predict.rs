@@ -1,12 +1,13 @@
 //! Prediction sets through the CLI: the committed models and fusion on the demo's own
 //! (unseen) population, fused probabilities against the ground truth, idempotent reruns,
-//! new versions on new inputs, evidence in the object store, bad input.
+//! new versions on new inputs, evidence in the object store, bad input, and the same sets
+//! served to doctors over HTTP.
 
 use serde_json::Value;
 
 use crate::Carelens;
 
-fn repo_models() -> String {
+pub fn repo_models() -> String {
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("..");
     root.join("models").to_str().unwrap().to_owned()
 }
@@ -122,6 +123,9 @@ fn demo_predicts_fused_sets_that_beat_their_sources_and_reruns_write_nothing() {
     assert_ne!(all[0]["input_fingerprint"], all[1]["input_fingerprint"]);
     let text = c.ok(&["predictions", "show", id]);
     assert!(text.contains(&format!("{id} prediction set v2")), "{text}");
+
+    // Over HTTP, doctors get exactly these stored sets, and only for their patients.
+    crate::serve::doctors_are_served_the_stored_sets(&c, &models, &r);
 }
 
 #[test]

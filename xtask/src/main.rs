@@ -115,6 +115,7 @@ fn test(root: &Path) -> Result<()> {
     // Real MongoDB and S3 servers: tests start their own instances from these binaries, and
     // fail (rather than skip) when they cannot.
     let installed = servers::install()?;
+    servers::install_browser()?;
     cmd.env("CARELENS_MONGOD_BIN", &installed.mongod)
         .env("CARELENS_S3S_FS_BIN", &installed.s3s_fs)
         .env("CARELENS_REQUIRE_SERVERS", "1");
@@ -197,6 +198,7 @@ fn ci(root: &Path) -> Result<()> {
 /// History inserts/s and 1 MB object puts/s per backend (embedded vs MongoDB + S3).
 fn bench_store(args: Vec<String>) -> Result<()> {
     let installed = servers::install()?;
+    servers::install_browser()?;
     let mut cmd = cargo();
     cmd.args(["run", "--locked", "--release", "-p", "carelens-store", "--example", "bench_backends", "--"])
         .args(args)

@@ -190,3 +190,27 @@ pub fn install() -> Result<Installed> {
     );
     Ok(Installed { mongod, s3s_fs })
 }
+
+/// Chromium and chromedriver for the web-view test: from Debian (`apt-get`, as root) when
+/// missing. Returns an error that says what to install when that is not possible.
+pub fn install_browser() -> Result<()> {
+    let have = |bin: &str| {
+        Command::new("sh").args(["-c", &format!("command -v {bin}")]).output().is_ok_and(|o| o.status.success())
+    };
+    if have("chromium") && have("chromedriver") {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root || !have("apt-get") {
+        bail!(
+            "the web-view test needs Chromium and chromedriver: install them (Debian/Ubuntu: \
+             `sudo apt-get install chromium chromium-driver`) and rerun"
+        );
+    }
+    eprintln!("xtask: installing chromium and chromium-driver with apt-get");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "chromium", "chromium-driver"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(())
+}

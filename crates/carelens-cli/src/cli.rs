@@ -127,6 +127,66 @@ pub enum Command {
     /// Show stored prediction sets: `carelens predictions show HEALTH_ID`
     #[command(subcommand)]
     Predictions(PredictionsCommand),
+
+    /// Serve the JSON API and the doctors' web view over HTTP until Ctrl-C
+    ///
+    /// Doctors sign in (argon2id passwords, 15-minute bearer tokens), see their patients (an
+    /// appointment with their practice or a consent grant), each patient's current prediction
+    /// set with heatmaps and history evidence, the history timeline, and confirm or reject
+    /// suggestions. ML engineers list models and start prediction runs. Every access decision
+    /// is audited. The API is described at /openapi.json.
+    ///
+    /// Example: carelens serve --bind 127.0.0.1:8080 --models models
+    Serve(ServeArgs),
+
+    /// Manage sign-in accounts: `carelens users add NAME --role doctor --provider ID`
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one)
+    #[arg(long, env = env::CARELENS_BIND, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+
+    /// How long a sign-in lasts, in minutes
+    #[arg(long, value_name = "MINUTES", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub token_ttl_minutes: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add (or with --reset, update) a user; the password comes from an environment variable
+    ///
+    /// Example: CARELENS_NEW_PASSWORD=… carelens users add dr.weber --role doctor --provider PRV…
+    Add(AddUserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddUserArgs {
+    /// 3–64 characters of a-z, 0-9, '.', '_' and '-'
+    pub username: String,
+
+    /// admin, doctor, patient, analyst or ml-engineer
+    #[arg(long)]
+    pub role: String,
+
+    /// Environment variable holding the password (at least 12 characters; never on the command line)
+    #[arg(long, value_name = "VAR", default_value = env::CARELENS_NEW_PASSWORD)]
+    pub password_env: String,
+
+    /// The practice a doctor works for (required for doctors)
+    #[arg(long, value_name = "PROVIDER_ID")]
+    pub provider: Option<String>,
+
+    /// A patient user's own Health ID (required for patients)
+    #[arg(long, value_name = "HEALTH_ID")]
+    pub patient: Option<String>,
+
+    /// Update an existing user (new password, role, practice)
+    #[arg(long)]
+    pub reset: bool,
 }
 
 #[derive(Debug, Args)]
@@ -453,6 +513,32 @@ pub enum ExportCommand {
     /// Example: carelens export features --diagnosis E11 --out diabetes.parquet &&
     ///   carelens train tabular --data diabetes.parquet --target diagnosis_E11 --model diabetes
     Features(ExportFeaturesArgs),
+
+    /// Export doctors' verdicts on one diagnosis as training labels for a history model
+    ///
+    /// One anonymous feature row per patient with a verdict (the same columns as `export
+    /// features`), whose target diagnosis_<CATEGORY> is "yes" where the latest verdict on a
+    /// diagnosis of that category confirmed it and "no" where it rejected it. Comments, names,
+    /// IDs and dates are not written. Retrain with it directly:
+    ///
+    /// carelens export feedback --diagnosis J18 --out j18-feedback.csv &&
+    ///   carelens train tabular --data j18-feedback.csv --target diagnosis_J18 --model history-j18
+    Feedback(ExportFeedbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportFeedbackArgs {
+    /// ICD-10 category of the diagnosis the verdicts are about, e.g. J18
+    #[arg(long, value_name = "CATEGORY")]
+    pub diagnosis: String,
+
+    /// Output file: .parquet for Parquet, anything else for CSV
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// History up to this date counts [default: the population's generation date, else today]
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<NaiveDate>,
 }
 
 #[derive(Debug, Args)]
@@ -581,6 +667,9 @@ pub struct DemoArgs {
     /// Do everything except start the HTTP server (for scripts and CI)
     #[arg(long)]
     pub no_serve: bool,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]

@@ -100,6 +100,7 @@ fn progress_bar(quiet: bool, len: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 /// What commands that need no store get: model registry and output settings.
+#[derive(Debug, Clone)]
 pub struct Light {
     pub models: PathBuf,
     pub json: bool,

@@ -17,3 +17,10 @@ pub const CARELENS_OBJECTS: &str = "CARELENS_OBJECTS";
 pub const CARELENS_DEID_SECRET: &str = "CARELENS_DEID_SECRET";
 /// Model registry folder (same as `--models`).
 pub const CARELENS_MODELS: &str = "CARELENS_MODELS";
+/// Key that signs the server's bearer tokens (64+ hex digits). Unset: a random key per start,
+/// so a restart signs everyone out. Never commit it.
+pub const CARELENS_TOKEN_KEY: &str = "CARELENS_TOKEN_KEY";
+/// Address `carelens serve` listens on (same as `--bind`).
+pub const CARELENS_BIND: &str = "CARELENS_BIND";
+/// Default variable `carelens users add` reads the new password from.
+pub const CARELENS_NEW_PASSWORD: &str = "CARELENS_NEW_PASSWORD";

@@ -13,7 +13,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging(cli.global.verbose, cli.global.quiet);
+    // A server logs one line per request by default; other commands only warnings.
+    let serving = match &cli.command {
+        cli::Command::Serve(_) => true,
+        cli::Command::Demo(d) => !d.no_serve,
+        _ => false,
+    };
+    init_logging(cli.global.verbose, cli.global.quiet, serving);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -24,7 +30,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (quiet, verbose) {
         (true, _) => "error",
@@ -38,8 +44,9 @@ fn init_logging(verbose: u8, quiet: bool) {
         // dicom-rs warns about quirks of individual files (character sets, missing meta
         // elements); the ingest report says what matters per file.
         .unwrap_or_else(|| {
+            let access = if serving && !quiet { ",carelens_server=info,carelens::access=info" } else { "" };
             EnvFilter::new(format!(
-                "{default},dicom_parser=error,dicom_object=error,dicom_encoding=error,dicom_pixeldata=error,dicom_transfer_syntax_registry=error"
+                "{default}{access},dicom_parser=error,dicom_object=error,dicom_encoding=error,dicom_pixeldata=error,dicom_transfer_syntax_registry=error"
             ))
         });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();

@@ -149,6 +149,20 @@ impl HistoryFeatures {
         self.positive.push(positive);
     }
 
+    /// Adds one patient whose target comes from elsewhere (a doctor's verdict), not from the
+    /// recorded diagnoses; `false` when the patient was born after `as_of` and is left out.
+    pub fn add_labelled(&mut self, sex: Sex, birth_date: NaiveDate, entries: &[HistoryEntry], positive: bool) -> bool {
+        let before = self.positive.len();
+        self.add(sex, birth_date, entries);
+        match self.positive.get_mut(before) {
+            Some(p) => {
+                *p = positive;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The feature table: `age`, `sex`, `visits_365d`, `active_medications`,
     /// `other_active_diagnoses`, `lab_<LOINC>_latest` / `lab_<LOINC>_mean` for tests that at
     /// least [`MIN_LAB_COVERAGE`] of patients have, and the target column (`yes`/`no`).

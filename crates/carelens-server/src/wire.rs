@@ -310,7 +310,7 @@ pub struct TimelineEntry {
     /// Consent category: `diagnosis`, `observation`, `vaccination`, `allergy`, `procedure`,
     /// `medication`, `mental_health`, `imaging`.
     pub category: String,
-    /// `diagnosis`, `lab`, `vaccination`, `allergy`, `procedure`, `medication`,
+    /// `diagnosis`, `observation` (labs and vital signs), `vaccination`, `allergy`, `procedure`, `medication`,
     /// `therapy_session`, `psychiatric_medication`, `imaging_study`.
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -326,7 +326,7 @@ impl TimelineEntry {
         let (kind, title, detail) = match &e.kind {
             HistoryKind::Diagnosis(d) => ("diagnosis", d.display.clone(), format!("{:?}", d.status).to_lowercase()),
             HistoryKind::Observation(o) => (
-                "lab",
+                "observation",
                 o.display.clone(),
                 match &o.reference_range {
                     Some(r) => format!("{} {} (reference {}–{})", o.value, o.unit, r.low, r.high),

@@ -331,7 +331,7 @@ async fn a_doctor_sees_patients_in_care_and_nobody_else_and_denials_are_audited(
     assert_eq!(tl.status, StatusCode::OK);
     let tl = tl.json();
     let kinds: Vec<&str> = tl["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["lab", "diagnosis"], "newest first, the F32 diagnosis hidden: {tl}");
+    assert_eq!(kinds, ["observation", "diagnosis"], "newest first, the F32 diagnosis hidden: {tl}");
     assert_eq!(tl["hidden_categories"], json!(["mental_health"]));
     app.get(&format!("/api/v1/patients/{}/history?category=gossip", in_care().as_str()), &token)
         .await

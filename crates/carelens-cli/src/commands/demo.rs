@@ -28,6 +28,8 @@ struct DemoReport {
     predictions: Option<super::predict::PredictReport>,
     /// A patient whose set has a high-risk diagnosis that is not yet recorded, for a look.
     example: Option<carelens_domain::PredictionSet>,
+    /// Sign-in accounts for the web view (passwords new on every run).
+    logins: Vec<super::serve::DemoLogin>,
     /// What happened to the HTTP server step.
     serve: &'static str,
 }
@@ -147,14 +149,10 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let example = if predictions.is_some() { example_set(ctx)? } else { None };
-    let serve = if args.no_serve {
-        "skipped (--no-serve)"
-    } else {
-        // The HTTP server and doctors' web view arrive with the predictions module.
-        "not available yet: carelens has no HTTP server in this version"
-    };
+    let logins = super::serve::demo_logins(ctx, example.as_ref())?;
+    let serve = if args.no_serve { "skipped (--no-serve)" } else { "serving until Ctrl-C" };
     if ctx.json {
-        return output::json(&DemoReport {
+        output::json(&DemoReport {
             data_dir: ctx.data_dir.display().to_string(),
             population,
             images,
@@ -162,20 +160,22 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
             models,
             predictions,
             example,
+            logins: logins.clone(),
             serve,
-        });
+        })?;
+        return if args.no_serve { Ok(()) } else { super::serve::demo_serve(ctx, light, &args.serve, &logins) };
     }
-    outln!("\n[1/5] population");
+    outln!("\n[1/6] population");
     generate::print_human(&population);
-    outln!("\n[2/5] synthetic imaging studies");
+    outln!("\n[2/6] synthetic imaging studies");
     match &images {
         Some(r) => images::print_human(r),
         None => outln!("skipped (--no-images)"),
     }
-    outln!("\n[3/5] what the store holds");
+    outln!("\n[3/6] what the store holds");
     stats::print_human(&stats);
     outln!(
-        "\n[4/5] diagnosis models ({}) on this population's studies, which they were not trained on",
+        "\n[4/6] diagnosis models ({}) on this population's studies, which they were not trained on",
         models.registry
     );
     if images.is_none() {
@@ -195,7 +195,7 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     for (name, why) in &models.not_run {
         outln!("not run: {name}: {why}");
     }
-    outln!("\n[5/5] prediction sets: every image and history model, fused per diagnosis");
+    outln!("\n[5/6] prediction sets: every image and history model, fused per diagnosis");
     match (&predictions, &prediction_error) {
         (Some(r), _) => super::predict::print_human(r),
         (None, Some(e)) => outln!("not run: {e}"),
@@ -205,9 +205,16 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
         outln!("\nfor example (`carelens predictions show {}`):", set.patient);
         super::predict::print_set(set);
     }
-    outln!("\nserver: {serve}");
     outln!(
         "\nNext: `carelens stats` any time; `carelens generate --patients 100000 --seed 7 --data-dir DIR` for a bigger population."
     );
-    Ok(())
+    outln!("\n[6/6] doctors' web view and JSON API");
+    if args.no_serve {
+        outln!("skipped (--no-serve); `carelens serve` starts it. Demo accounts (new passwords on every demo run):");
+        for l in &logins {
+            outln!("  {:<12} {:<14} password {}", l.role, l.username, l.password);
+        }
+        return Ok(());
+    }
+    super::serve::demo_serve(ctx, light, &args.serve, &logins)
 }

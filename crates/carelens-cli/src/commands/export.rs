@@ -1,13 +1,17 @@
-//! `carelens export images --deidentify`: stored images out, de-identified.
+//! `carelens export images --deidentify` (stored images out, de-identified), `export features`
+//! and `export feedback` (anonymous feature tables for tabular models).
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result, bail};
+use carelens_domain::{Feedback, HealthId, Verdict};
 use carelens_imaging::DeidConfig;
 use carelens_ingest::export_deidentified;
 
 use carelens_features::{HistoryFeatures, write_table};
 use carelens_store::{HistoryFilter, PageRequest};
 
-use crate::cli::{ExportFeaturesArgs, ExportImagesArgs};
+use crate::cli::{ExportFeaturesArgs, ExportFeedbackArgs, ExportImagesArgs};
 use crate::context::{Bar, Context};
 use crate::{env, output};
 
@@ -103,5 +107,79 @@ pub fn features(ctx: &Context, args: &ExportFeaturesArgs) -> Result<()> {
         args.out.display(),
         target.replace('_', "-").to_lowercase()
     );
+    Ok(())
+}
+
+/// `carelens export feedback`: doctors' latest verdict per patient on one diagnosis category,
+/// as the target of an anonymous feature table that `carelens train tabular` reads.
+pub fn feedback(ctx: &Context, args: &ExportFeedbackArgs) -> Result<()> {
+    let population = super::generate::population(ctx)?;
+    let as_of = args.as_of.or(population.map(|p| p.as_of)).unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let mut features = HistoryFeatures::new(as_of, &args.diagnosis)?;
+    let category = args.diagnosis.trim().to_ascii_uppercase();
+    let all = ctx.runtime.block_on(ctx.store.all_feedback()).context("reading feedback")?;
+    // Latest verdict per patient on this category (a later verdict overrides an earlier one).
+    let mut latest: BTreeMap<HealthId, &Feedback> = BTreeMap::new();
+    let mut other_codes: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &all {
+        if f.code.category() != category {
+            *other_codes.entry(f.code.category().to_string()).or_default() += 1;
+            continue;
+        }
+        let slot = latest.entry(f.patient.clone()).or_insert(f);
+        if f.at >= slot.at {
+            *slot = f;
+        }
+    }
+    if latest.is_empty() {
+        let have: Vec<String> = other_codes.iter().map(|(c, n)| format!("{c} ({n})")).collect();
+        bail!(
+            "no feedback on {category} yet: doctors confirm or reject suggestions in the web view (`carelens serve`) or \
+             with POST /api/v1/patients/{{id}}/feedback{}",
+            if have.is_empty() { String::new() } else { format!("; verdicts exist for {}", have.join(", ")) }
+        );
+    }
+    let all_history = HistoryFilter::default();
+    let bar = ctx.progress(latest.len() as u64, "patients");
+    let (mut confirmed, mut rejected, mut missing) = (0usize, 0usize, 0usize);
+    for (id, f) in &latest {
+        bar.inc(1);
+        let Some(p) = ctx.runtime.block_on(ctx.store.get_patient(id))? else {
+            missing += 1;
+            continue;
+        };
+        let history = ctx.runtime.block_on(ctx.store.history(id, &all_history)).context("reading a history")?;
+        let yes = f.verdict == Verdict::Confirmed;
+        if features.add_labelled(p.sex, p.birth_date, &history, yes) {
+            if yes { confirmed += 1 } else { rejected += 1 }
+        }
+    }
+    bar.finish_and_clear();
+    let target = features.target_column();
+    let mut df = features.finish()?;
+    let bytes = write_table(&mut df, &args.out)?;
+    if ctx.json {
+        return output::json(&serde_json::json!({
+            "out": args.out.display().to_string(),
+            "rows": df.height(),
+            "columns": df.get_column_names().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "target": target,
+            "confirmed": confirmed,
+            "rejected": rejected,
+            "patients_missing": missing,
+            "as_of": as_of,
+            "bytes": bytes,
+        }));
+    }
+    outln!(
+        "wrote {} rows × {} columns ({} KiB) → {} (as of {as_of}; {target}: {confirmed} confirmed, {rejected} rejected)",
+        df.height(),
+        df.width(),
+        bytes.div_ceil(1024),
+        args.out.display()
+    );
+    if missing > 0 {
+        outln!("{missing} patients with feedback are no longer in the store and were left out");
+    }
     Ok(())
 }

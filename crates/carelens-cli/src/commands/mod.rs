@@ -12,12 +12,13 @@ mod migrate;
 mod models;
 mod plots;
 mod predict;
+mod serve;
 mod stats;
 mod train;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ExportCommand, IngestCommand, PredictionsCommand, TrainCommand};
+use crate::cli::{Cli, Command, ExportCommand, IngestCommand, PredictionsCommand, TrainCommand, UsersCommand};
 use crate::context::{Context, Light};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -40,9 +41,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
         Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),
         Command::Export(ExportCommand::Features(args)) => export::features(&ctx, &args),
+        Command::Export(ExportCommand::Feedback(args)) => export::feedback(&ctx, &args),
         Command::Train(TrainCommand::Fusion(args)) => predict::train_fusion(&ctx, &light, &args),
         Command::Predict(args) => predict::run(&ctx, &light, &args),
         Command::Predictions(PredictionsCommand::Show(args)) => predict::show(&ctx, &args),
+        Command::Serve(args) => serve::run(&ctx, &light, &args),
+        Command::Users(UsersCommand::Add(args)) => serve::add_user(&ctx, &args),
         Command::Train(_) | Command::Evaluate(_) | Command::Models(_) => unreachable!("handled above"),
     }
 }

@@ -6,6 +6,7 @@ use carelens_ml::Registry;
 use carelens_predict::{
     BatchOptions, BatchReport, DiagnosisEvaluation, FitOptions, FitReport, Models, evaluate_sets, fit_fusion,
 };
+use carelens_store::{ObjectStore, Store};
 use chrono::NaiveDate;
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ use crate::context::{Context, Light};
 use crate::output;
 
 /// The population's generation date, else today.
-fn default_as_of(ctx: &Context) -> Result<NaiveDate> {
+pub fn default_as_of(ctx: &Context) -> Result<NaiveDate> {
     Ok(super::generate::population(ctx)?.map(|p| p.as_of).unwrap_or_else(|| chrono::Utc::now().date_naive()))
 }
 
@@ -39,14 +40,6 @@ pub struct PredictReport {
 
 /// Runs the batch over the store; used by `predict` and `demo`.
 pub fn predict(ctx: &Context, light: &Light, args: &PredictArgs) -> Result<PredictReport> {
-    let models = load_models(light, !args.no_fusion)?;
-    if models.image.is_empty() && models.tabular.is_empty() {
-        bail!(
-            "the registry {} has no image model trained on DICOM studies and no history model: point --models at \
-             the repository's models/ folder, or train one with `carelens train image` / `carelens train tabular`",
-            light.models.display()
-        );
-    }
     let as_of = match args.as_of {
         Some(d) => d,
         None => default_as_of(ctx)?,
@@ -67,16 +60,39 @@ pub fn predict(ctx: &Context, light: &Light, args: &PredictArgs) -> Result<Predi
         None => ctx.runtime.block_on(ctx.store.counts())?.patients,
     };
     let bar = ctx.progress(total, "patients");
+    let report =
+        predict_batch(&*ctx.store, &*ctx.objects, ctx.runtime.handle(), light, !args.no_fusion, &opts, &|n| bar.inc(n));
+    bar.finish_and_clear();
+    report
+}
+
+/// The batch itself, on any thread outside the runtime (the CLI's main thread, or the
+/// server's blocking pool for runs started over HTTP).
+pub fn predict_batch(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    runtime: &tokio::runtime::Handle,
+    light: &Light,
+    fusion: bool,
+    opts: &BatchOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PredictReport> {
+    let models = load_models(light, fusion)?;
+    if models.image.is_empty() && models.tabular.is_empty() {
+        bail!(
+            "the registry {} has no image model trained on DICOM studies and no history model: point --models at \
+             the repository's models/ folder, or train one with `carelens train image` / `carelens train tabular`",
+            light.models.display()
+        );
+    }
     let device = backend::device();
     let (batch, outcomes) =
-        ctx.runtime
-            .block_on(carelens_predict::run(&*ctx.store, &*ctx.objects, &models, &opts, &device, &|n| bar.inc(n)))?;
-    bar.finish_and_clear();
+        runtime.block_on(carelens_predict::run(store, objects, &models, opts, &device, progress))?;
     let ids: Vec<HealthId> = outcomes.into_iter().map(|(id, _)| id).collect();
-    let has_truth = ctx.runtime.block_on(ctx.store.counts())?.ground_truth_by_condition.values().any(|&n| n > 0);
-    let evaluation = if has_truth { ctx.runtime.block_on(evaluate_sets(&*ctx.store, &models, &ids))? } else { vec![] };
+    let has_truth = runtime.block_on(store.counts())?.ground_truth_by_condition.values().any(|&n| n > 0);
+    let evaluation = if has_truth { runtime.block_on(evaluate_sets(store, &models, &ids))? } else { vec![] };
     Ok(PredictReport {
-        as_of,
+        as_of: opts.as_of,
         models: models.refs().iter().map(|m| format!("{}@{}", m.name, m.version)).collect(),
         fusion: models.fusion.as_ref().map(|f| format!("{}@{}", f.model.name, f.model.version)),
         skipped_models: models.skipped.clone(),

@@ -1,0 +1,413 @@
+//! `carelens serve` end to end: the real binary on a demo data directory, driven over HTTP
+//! and, for the doctors' web view, in headless Chromium through chromedriver (WebDriver).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::Carelens;
+
+/// A running `carelens serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Server {
+    /// Starts the server on a free port with the given registry.
+    pub fn start(c: &Carelens, models: &str) -> Server {
+        let mut child = c
+            .command()
+            .args(["--json", "--models", models, "serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start carelens serve");
+        let stdout = child.stdout.take().unwrap();
+        // The first JSON document on stdout says where it listens.
+        let mut reader = BufReader::new(stdout);
+        let mut text = String::new();
+        let v: Value = loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).expect("read serve's stdout") > 0, "serve exited: {text}");
+            text.push_str(&line);
+            if let Ok(v) = serde_json::from_str(&text) {
+                break v;
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let url = v["url"].as_str().unwrap().trim_end_matches('/').to_string();
+        Server { child, url }
+    }
+}
+
+/// A small blocking JSON client over reqwest.
+pub struct Http {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    base: String,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        Self { rt, client: reqwest::Client::new(), base: base.to_string() }
+    }
+
+    pub fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        self.rt.block_on(async {
+            let mut req = self.client.request(method, format!("{}{path}", self.base));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Reply { status, body }
+        })
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(reqwest::Method::GET, path, Some(token), None)
+    }
+
+    pub fn login(&self, username: &str, password: &str) -> String {
+        let r = self.call(
+            reqwest::Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+        );
+        assert_eq!(r.status, 200, "sign-in as {username}: {}", r.body);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+}
+
+pub fn login_of<'a>(demo: &'a Value, role: &str) -> (&'a str, &'a str) {
+    let l =
+        demo["logins"].as_array().unwrap().iter().find(|l| l["role"] == role).unwrap_or_else(|| panic!("no {role}"));
+    (l["username"].as_str().unwrap(), l["password"].as_str().unwrap())
+}
+
+/// The HTTP half of the prediction e2e: on the data directory `demo` made, a doctor gets
+/// exactly the stored prediction sets of their patients (so the AUROC checks on the stored
+/// sets hold for what doctors are served), and a doctor of another practice gets 403.
+pub fn doctors_are_served_the_stored_sets(c: &Carelens, models: &str, demo: &Value) {
+    let server = Server::start(c, models);
+    let http = Http::new(&server.url);
+    let (user, password) = login_of(demo, "doctor");
+    let token = http.login(user, password);
+    let patients = http.get("/api/v1/patients?limit=500", &token);
+    assert_eq!(patients.status, 200, "{}", patients.body);
+    let patients = patients.body["patients"].as_array().unwrap().clone();
+    assert!(patients.len() >= 5, "the demo doctor has a panel: {}", patients.len());
+    let mut compared = 0;
+    for p in patients.iter().take(40) {
+        let id = p["id"].as_str().unwrap();
+        let served = http.get(&format!("/api/v1/patients/{id}/predictions"), &token);
+        if served.status == 404 {
+            assert_eq!(served.body["error"]["code"], "no_prediction_set");
+            continue;
+        }
+        assert_eq!(served.status, 200, "{}", served.body);
+        let stored = c.json(&["predictions", "show", id]);
+        assert_eq!(served.body["version"], stored["version"]);
+        for d in stored["predictions"].as_array().unwrap() {
+            let code = d["code"].as_str().unwrap();
+            // Mental-health diagnoses need the patient's consent; the others are all served.
+            let Some(s) = served.body["predictions"].as_array().unwrap().iter().find(|s| s["code"] == code) else {
+                assert!(code.starts_with('F'), "{code} missing for {id}");
+                continue;
+            };
+            assert_eq!(s["probability"], d["probability"], "{id} {code}");
+            assert_eq!(s["risk_band"], d["risk_band"]);
+            assert_eq!(s["sources"].as_array().unwrap().len(), d["sources"].as_array().unwrap().len());
+        }
+        compared += 1;
+    }
+    assert!(compared >= 5, "compared {compared} sets");
+
+    // The example patient's heatmap is served as a PNG to the doctor, and to nobody else.
+    let example = demo["example"]["patient"].as_str().unwrap();
+    let set = http.get(&format!("/api/v1/patients/{example}/predictions"), &token).body;
+    let heat = set["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["heatmaps"].as_array().unwrap().iter())
+        .next()
+        .expect("a heatmap")["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let png = http.rt.block_on(async {
+        http.client
+            .get(format!("{}{heat}", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    assert!(png.starts_with(b"\x89PNG"));
+
+    // A doctor of another practice, made by the admin over the API: 403, not the data.
+    let (admin, admin_pw) = login_of(demo, "admin");
+    let admin = http.login(admin, admin_pw);
+    let mine = &demo["logins"].as_array().unwrap()[0];
+    assert_eq!(mine["role"], "doctor");
+    let my_practice = http.get("/api/v1/users", &admin).body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == user)
+        .unwrap()["provider"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other_practice =
+        (1..500).map(carelens_domain::ProviderId::from_number).find(|p| p.as_str() != my_practice).unwrap();
+    let created = http.call(
+        reqwest::Method::POST,
+        "/api/v1/users",
+        Some(&admin),
+        Some(json!({"username": "dr.elsewhere", "password": "another long password", "role": "doctor", "provider": other_practice.as_str()})),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let other = http.login("dr.elsewhere", "another long password");
+    let denied = http.get(&format!("/api/v1/patients/{example}/predictions"), &other);
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert_eq!(denied.body["error"]["code"], "not_in_care");
+    let denied = http.get(&heat, &other);
+    assert_eq!(denied.status, 403);
+}
+
+// ---------------------------------------------------------------------------------------
+// headless Chromium
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(name)).find(|p| p.is_file())
+}
+
+/// chromedriver and one Chromium session, both gone on drop.
+struct Browser {
+    driver: Child,
+    http: Http,
+    session: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.http.call(reqwest::Method::DELETE, &format!("/session/{}", self.session), None, None);
+        self.driver.kill().ok();
+        self.driver.wait().ok();
+    }
+}
+
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    fn start(chromium: &std::path::Path, chromedriver: &std::path::Path) -> Browser {
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let http = Http::new(&format!("http://127.0.0.1:{port}"));
+        let started = Instant::now();
+        loop {
+            let ready = http.rt.block_on(async {
+                http.client
+                    .get(format!("{}/status", http.base))
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            });
+            if ready {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.to_str().unwrap(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                         "--disable-dev-shm-usage", "--window-size=1300,1400"]
+            }
+        }}});
+        let r = http.call(reqwest::Method::POST, "/session", None, Some(caps));
+        assert_eq!(r.status, 200, "new session: {}", r.body);
+        let session = r.body["value"]["sessionId"].as_str().unwrap().to_string();
+        Browser { driver, http, session }
+    }
+
+    fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let body = (!body.is_null()).then_some(body);
+        let r = self.http.call(method, &format!("/session/{}{path}", self.session), None, body);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.body["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", json!({"url": url}));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css}));
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/value"), json!({"text": text}));
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.cmd(reqwest::Method::POST, &format!("/element/{e}/click"), json!({}));
+    }
+
+    fn eval(&self, script: &str) -> Value {
+        self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []}))
+    }
+
+    /// Waits until `script` returns something truthy.
+    fn wait_for(&self, what: &str, script: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let v = self.eval(script);
+            if !(v.is_null() || v == false || v == "" || v == 0) {
+                return v;
+            }
+            let page = self.eval("return document.body.innerText");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}; the page says:\n{page}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn screenshot(&self, path: &std::path::Path) {
+        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null);
+        use base64::Engine as _;
+        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+/// Where test artifacts (screenshots) go: `CARELENS_ARTIFACTS`, else `target/e2e-artifacts`.
+fn artifacts() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("CARELENS_ARTIFACTS") {
+        return d.into();
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../target"));
+    target.join("e2e-artifacts")
+}
+
+/// Sign in as the demo doctor, open the example patient, see the heatmap, confirm the
+/// diagnosis it is evidence for; the verdict lands in the store. Screenshot saved.
+#[test]
+fn a_doctor_signs_in_sees_a_heatmap_and_confirms_a_diagnosis_in_chromium() {
+    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(
+            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
+            "chromium and chromedriver are required (apt-get install chromium chromium-driver; .ci/run does)"
+        );
+        eprintln!("SKIPPED: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let models = super::predict::repo_models();
+    let c = Carelens::new();
+    let demo = c.json(&["--models", &models, "demo", "--patients", "300", "--no-serve"]);
+    let patient = demo["example"]["patient"].as_str().expect("the demo has an example patient").to_string();
+    let server = Server::start(&c, &models);
+    let (user, password) = login_of(&demo, "doctor");
+    let browser = Browser::start(&chromium, &chromedriver);
+
+    browser.goto(&format!("{}/", server.url));
+    browser.wait_for("the sign-in form", "return !document.querySelector('#login-view').hidden");
+    browser.type_into("#username", user);
+    browser.type_into("#password", password);
+    browser.click("#signin");
+    browser.wait_for("the patient list", "return document.querySelectorAll('a.patient-link').length");
+    browser.goto(&format!("{}/#/patients/{patient}", server.url));
+    let header = browser.wait_for("the patient page", "return document.querySelector('#patient-header').textContent");
+    assert!(!header.as_str().unwrap().is_empty());
+    // The heatmap of a card with a heatmap has loaded (a decoded image, not a broken one).
+    let code = browser.wait_for(
+        "a loaded heatmap",
+        "const img = [...document.querySelectorAll('.prediction-card img.heatmap')].find(i => i.complete && i.naturalWidth > 0);
+         return img ? img.closest('.prediction-card').dataset.code : null",
+    );
+    let code = code.as_str().unwrap().to_string();
+    assert!(
+        browser
+            .wait_for("the timeline", "return document.querySelectorAll('#timeline li.entry').length")
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let selector = format!(".prediction-card[data-code='{code}'] button.confirm");
+    let has_button = browser.eval(&format!("return !!document.querySelector(\"{selector}\")"));
+    // Known diagnoses have no buttons; then confirm the first suggestion instead.
+    let (selector, code) = if has_button == true {
+        (selector, code)
+    } else {
+        let first = browser.eval("return document.querySelector('.prediction-card:not(.known)').dataset.code");
+        let first = first.as_str().unwrap().to_string();
+        (format!(".prediction-card[data-code='{first}'] button.confirm"), first)
+    };
+    browser.eval(&format!("document.querySelector(\"{selector}\").scrollIntoView()"));
+    browser.click(&selector);
+    browser.wait_for(
+        "the confirmation",
+        &format!("return document.querySelector(\".prediction-card[data-code='{code}'] .verdict\").textContent.includes('confirmed')"),
+    );
+    browser.eval("window.scrollTo(0, 0)");
+    let shot = artifacts().join("doctor-view.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+
+    // The verdict is in the store, attributed to the doctor.
+    let http = Http::new(&server.url);
+    let token = http.login(user, password);
+    let set = http.get(&format!("/api/v1/patients/{patient}/predictions"), &token).body;
+    let d = set["predictions"].as_array().unwrap().iter().find(|d| d["code"] == code.as_str()).unwrap();
+    assert_eq!(d["feedback"], "confirmed", "{d}");
+}
