@@ -410,4 +410,25 @@ fn a_doctor_signs_in_sees_a_heatmap_and_confirms_a_diagnosis_in_chromium() {
     let set = http.get(&format!("/api/v1/patients/{patient}/predictions"), &token).body;
     let d = set["predictions"].as_array().unwrap().iter().find(|d| d["code"] == code.as_str()).unwrap();
     assert_eq!(d["feedback"], "confirmed", "{d}");
+    drop(browser);
+    drop(server);
+
+    // The verdict is a training label: one anonymous row whose target says "yes".
+    let category = &code[..3];
+    let out = c.dir.path().join("feedback.csv");
+    let r = c.json(&["export", "feedback", "--diagnosis", category, "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        (r["rows"].as_u64(), r["confirmed"].as_u64(), r["rejected"].as_u64()),
+        (Some(1), Some(1), Some(0)),
+        "{r}"
+    );
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let target = format!("diagnosis_{category}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == target).unwrap_or_else(|| panic!("no {target} in {header:?}"));
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').nth(col), Some("yes"));
+    assert!(!csv.contains(&patient), "no Health IDs in the export");
+    // A diagnosis nobody gave a verdict on says how to get some.
+    let e = c.fails(&["export", "feedback", "--diagnosis", "K35", "--out", out.to_str().unwrap()], 1);
+    assert!(e.contains("no feedback on K35") && e.contains(&format!("verdicts exist for {category} (1)")), "{e}");
 }
