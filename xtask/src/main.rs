@@ -8,6 +8,8 @@
 //! - `bench-ml [SECONDS]`: image-network training/inference images/s (burn flex and ndarray vs
 //!   PyTorch CPU, same architecture) and tabular 10-fold fit times on WDBC (linfa vs
 //!   scikit-learn), with AUROCs and ratios. Installs torch + scikit-learn into a venv (~6 GB).
+//! - `bench-serve [SECONDS]`: prediction-set reads over HTTP under 32 concurrent connections
+//!   (requests/s, p50/p99), carelens vs a Flask peer (gunicorn) on the same store and JSON.
 //! - `bench-generate [N]`: release build, then time population generation (N patients,
 //!   default 100 000): generation alone vs generation + SQLite writes, 1 thread vs all.
 
@@ -17,6 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+mod bench_serve;
 mod servers;
 
 fn main() -> std::process::ExitCode {
@@ -47,10 +50,16 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         "bench-ml" => bench_ml(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0)),
+        "bench-serve" => bench_serve::run(
+            &root,
+            &target_dir()?,
+            bench_python,
+            args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0),
+        ),
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-ml [SECONDS] | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS]>"
+                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-ml [SECONDS] | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS] | bench-serve [SECONDS]>"
             );
             bail!("unknown task `{task}`")
         }
