@@ -49,5 +49,12 @@ fn init_logging(verbose: u8, quiet: bool, serving: bool) {
                 "{default}{access},dicom_parser=error,dicom_object=error,dicom_encoding=error,dicom_pixeldata=error,dicom_transfer_syntax_registry=error"
             ))
         });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    use std::io::IsTerminal as _;
+    // Colour codes only on a terminal: server logs usually go to files and collectors.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }
