@@ -82,10 +82,23 @@ struct Listening {
 }
 
 /// Serves until Ctrl-C; `before` runs once the port is bound (the demo prints its accounts).
-fn serve_until_ctrl_c(ctx: &Context, light: &Light, args: &ServeArgs, before: impl FnOnce(&str)) -> Result<()> {
+/// With `any_port_if_taken` (the demo), a taken port falls back to a free one.
+fn serve_until_ctrl_c(
+    ctx: &Context,
+    light: &Light,
+    args: &ServeArgs,
+    any_port_if_taken: bool,
+    before: impl FnOnce(&str),
+) -> Result<()> {
     let state = state(ctx, light, args)?;
     ctx.runtime.block_on(async {
-        let listener = carelens_server::bind(args.bind).await?;
+        let listener = match carelens_server::bind(args.bind).await {
+            Err(e) if any_port_if_taken && e.kind() == std::io::ErrorKind::AddrInUse => {
+                eprintln!("note: {e}; using a free port instead");
+                carelens_server::bind(SocketAddr::new(args.bind.ip(), 0)).await?
+            }
+            other => other?,
+        };
         let addr: SocketAddr = listener.local_addr()?;
         let url = format!("http://{addr}/");
         if ctx.json {
@@ -112,7 +125,7 @@ pub fn run(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<()> {
             "note: no user accounts yet: `carelens demo` makes demo accounts, `carelens users add` makes real ones"
         );
     }
-    serve_until_ctrl_c(ctx, light, args, |_| {})
+    serve_until_ctrl_c(ctx, light, args, false, |_| {})
 }
 
 /// `carelens users add`: the password is read from the environment variable named by
@@ -237,7 +250,7 @@ pub fn print_logins(url: &str, logins: &[DemoLogin]) {
 
 /// The demo's last step: serve until Ctrl-C with the accounts printed.
 pub fn demo_serve(ctx: &Context, light: &Light, args: &ServeArgs, logins: &[DemoLogin]) -> Result<()> {
-    serve_until_ctrl_c(ctx, light, args, |url| {
+    serve_until_ctrl_c(ctx, light, args, true, |url| {
         if !ctx.json {
             print_logins(url, logins);
         }
