@@ -401,22 +401,27 @@ fn model_view(registry: &Registry, name: &str) -> Result<Option<ModelView>, care
 
 const MODEL_READERS: &[Role] = &[Role::MlEngineer, Role::Admin, Role::Doctor];
 
+/// Registry reads are file IO: off the async workers; any failure is internal.
+async fn registry_read<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, carelens_ml::MlError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)?.map_err(ApiError::internal)
+}
+
 /// Every model in the registry at its promoted (else latest) version, with validation metrics.
 #[utoipa::path(get, path = "/api/v1/models", tag = "ml-engineers", security(("bearer" = [])), responses(
     (status = 200, body = ModelList), (status = 403, body = ErrorBody, description = "`forbidden_role`")))]
 pub async fn list_models(State(state): State<AppState>, session: Session) -> ApiResult<Json<ModelList>> {
     session.require(&state, MODEL_READERS, "models").await?;
     let registry = Registry::new(&state.models);
-    let models = tokio::task::spawn_blocking(move || -> Result<Vec<ModelView>, carelens_ml::MlError> {
+    let models = registry_read(move || {
         let mut out = Vec::new();
         for name in registry.names()? {
             out.extend(model_view(&registry, &name)?);
         }
         Ok(out)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .await?;
     Ok(Json(ModelList { models }))
 }
 
@@ -435,10 +440,7 @@ pub async fn get_model(
     let registry = Registry::new(&state.models);
     let known = {
         let registry = registry.clone();
-        tokio::task::spawn_blocking(move || registry.names())
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
+        registry_read(move || registry.names()).await?
     };
     if !known.contains(&name) {
         return Err(ApiError::new(
@@ -446,10 +448,7 @@ pub async fn get_model(
             format!("no model {name:?} in the registry; GET /api/v1/models lists them"),
         ));
     }
-    let view = tokio::task::spawn_blocking(move || model_view(&registry, &name))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let view = registry_read(move || model_view(&registry, &name)).await?;
     view.map(Json).ok_or_else(|| ApiError::of(ErrorCode::ModelNotFound))
 }
 
