@@ -121,12 +121,7 @@ impl HistoryFeatures {
         let row = self.age.len() as u32;
         // Completed years only: a fractional age would give the birth date away to the day.
         self.age.push(f64::from(self.as_of.years_since(birth_date).unwrap_or(0)));
-        self.sex.push(match sex {
-            Sex::Female => "female",
-            Sex::Male => "male",
-            Sex::Diverse => "diverse",
-            Sex::Unknown => "unknown",
-        });
+        self.sex.push(sex.as_str());
         let mut positive = false;
         for e in entries.iter().filter(|e| e.date <= self.as_of) {
             self.entry_row.push(row);

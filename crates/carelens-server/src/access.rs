@@ -37,12 +37,10 @@ impl Purpose {
         }
     }
 
-    /// The consent category a grant must cover for this purpose.
+    /// The consent category a grant must cover for this purpose: diagnoses for all of them
+    /// (the timeline then shows only the categories granted).
     fn category(self) -> Category {
-        match self {
-            Purpose::ReadPredictions | Purpose::GiveFeedback => Category::Diagnosis,
-            Purpose::ReadHistory => Category::Diagnosis,
-        }
+        Category::Diagnosis
     }
 
     fn roles(self) -> &'static [Role] {

@@ -267,8 +267,9 @@ pub async fn get_history(
 ) -> ApiResult<Json<Timeline>> {
     let patient = health_id(&id)?;
     let wanted = match &query.category {
-        Some(c) => Some(serde_json::from_value::<Category>(serde_json::Value::String(c.clone())).map_err(|_| {
-            ApiError::new(ErrorCode::InvalidInput, format!("category: unknown {c:?}; use one of diagnosis, observation, vaccination, allergy, procedure, medication, mental_health, imaging"))
+        Some(c) => Some(Category::ALL.into_iter().find(|k| k.as_str() == c).ok_or_else(|| {
+            let known: Vec<&str> = Category::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::new(ErrorCode::InvalidInput, format!("category: unknown {c:?}; use one of {}", known.join(", ")))
         })?),
         None => None,
     };
@@ -278,15 +279,11 @@ pub async fn get_history(
     let mut entries: Vec<HistoryEntry> = if categories.is_empty() {
         vec![]
     } else {
-        state.store.history(&patient, &HistoryFilter { categories: categories.clone(), ..Default::default() }).await?
+        state.store.history(&patient, &HistoryFilter { categories, ..Default::default() }).await?
     };
     entries.sort_by_key(|e| std::cmp::Reverse(e.date));
     entries.truncate(query.limit.unwrap_or(500).clamp(1, 5000) as usize);
-    let hidden = Category::ALL
-        .into_iter()
-        .filter(|c| !access.sees(*c))
-        .filter_map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(String::from)))
-        .collect();
+    let hidden = Category::ALL.into_iter().filter(|c| !access.sees(*c)).map(|c| c.as_str().to_string()).collect();
     Ok(Json(Timeline {
         patient: PatientSummary::new(&access.patient, Utc::now().date_naive()),
         entries: entries.iter().map(TimelineEntry::new).collect(),

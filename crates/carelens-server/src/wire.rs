@@ -3,7 +3,7 @@
 //! exactly these types).
 
 use carelens_domain::{
-    EvidenceKind, Feedback, HistoryEntry, HistoryKind, Patient, PredictionSet, RiskBand, Sex, User, Verdict,
+    EvidenceKind, Feedback, HistoryEntry, HistoryKind, Patient, PredictionSet, RiskBand, User, Verdict,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -51,15 +51,6 @@ impl From<&crate::auth::Claims> for Me {
     }
 }
 
-fn sex(s: Sex) -> &'static str {
-    match s {
-        Sex::Female => "female",
-        Sex::Male => "male",
-        Sex::Diverse => "diverse",
-        Sex::Unknown => "unknown",
-    }
-}
-
 /// Completed years at `on`.
 pub fn age_at(birth: NaiveDate, on: NaiveDate) -> u32 {
     on.years_since(birth).unwrap_or(0)
@@ -90,7 +81,7 @@ impl PatientSummary {
             family_name: p.name.family.clone(),
             birth_date: p.birth_date,
             age: age_at(p.birth_date, today),
-            sex: sex(p.sex),
+            sex: p.sex.as_str(),
             city: p.residence.city.clone(),
             last_visit: None,
             next_visit: None,
@@ -361,10 +352,7 @@ impl TimelineEntry {
         };
         Self {
             date: e.date,
-            category: serde_json::to_value(e.category())
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            category: e.category().as_str().to_string(),
             kind,
             code: e.code().map(String::from),
             title,

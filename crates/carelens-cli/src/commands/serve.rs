@@ -128,6 +128,31 @@ pub fn run(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<()> {
     serve_until_ctrl_c(ctx, light, args, false, |_| {})
 }
 
+/// Saves `username` with a new password hash, keeping the id and creation time of an
+/// existing account of that name.
+fn save_user(
+    ctx: &Context,
+    existing: Option<&User>,
+    username: &str,
+    role: Role,
+    password: &str,
+    provider: Option<ProviderId>,
+    patient: Option<HealthId>,
+) -> Result<User> {
+    let user = User {
+        id: existing.map_or_else(UserId::random, |u| u.id),
+        username: username.to_string(),
+        role,
+        password_hash: carelens_server::hash_password(password)?,
+        provider,
+        patient,
+        created_at: existing.map_or_else(Utc::now, |u| u.created_at),
+        disabled: false,
+    };
+    ctx.runtime.block_on(ctx.store.put_user(&user)).with_context(|| format!("saving user {username:?}"))?;
+    Ok(user)
+}
+
 /// `carelens users add`: the password is read from the environment variable named by
 /// `--password-env` (never from the command line, which other users can see).
 pub fn add_user(ctx: &Context, args: &AddUserArgs) -> Result<()> {
@@ -142,17 +167,7 @@ pub fn add_user(ctx: &Context, args: &AddUserArgs) -> Result<()> {
     if existing.is_some() && !args.reset {
         bail!("user {:?} exists; add --reset to set a new password and role", args.username);
     }
-    let user = User {
-        id: existing.as_ref().map_or_else(UserId::random, |u| u.id),
-        username: args.username.clone(),
-        role,
-        password_hash: carelens_server::hash_password(&password)?,
-        provider,
-        patient,
-        created_at: existing.as_ref().map_or_else(Utc::now, |u| u.created_at),
-        disabled: false,
-    };
-    ctx.runtime.block_on(ctx.store.put_user(&user)).with_context(|| format!("saving user {:?}", args.username))?;
+    let user = save_user(ctx, existing.as_ref(), &args.username, role, &password, provider, patient)?;
     if ctx.json {
         return output::json(
             &serde_json::json!({"id": user.id.to_string(), "username": user.username, "role": role.as_str()}),
@@ -213,17 +228,8 @@ pub fn demo_logins(ctx: &Context, example: Option<&PredictionSet>) -> Result<Vec
     for (role, username) in accounts {
         let password = carelens_server::generate_password(16)?;
         let existing = ctx.runtime.block_on(ctx.store.user_by_name(username))?;
-        let user = User {
-            id: existing.as_ref().map_or_else(UserId::random, |u| u.id),
-            username: username.to_string(),
-            role,
-            password_hash: carelens_server::hash_password(&password)?,
-            provider: (role == Role::Doctor).then(|| practice.clone()).flatten(),
-            patient: None,
-            created_at: existing.as_ref().map_or_else(Utc::now, |u| u.created_at),
-            disabled: false,
-        };
-        ctx.runtime.block_on(ctx.store.put_user(&user)).with_context(|| format!("saving demo user {username}"))?;
+        let provider = (role == Role::Doctor).then(|| practice.clone()).flatten();
+        save_user(ctx, existing.as_ref(), username, role, &password, provider, None)?;
         out.push(DemoLogin {
             role: role.as_str(),
             username: username.to_string(),

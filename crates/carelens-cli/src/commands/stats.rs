@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use carelens_domain::{Condition, Patient, Sex};
+use carelens_domain::{Condition, Patient};
 use carelens_store::{PageRequest, StoreCounts};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -48,15 +48,6 @@ fn age_band(age: u32) -> &'static str {
     AGE_BANDS.iter().find(|(lo, hi, _)| (*lo..=*hi).contains(&age)).map_or("80+", |b| b.2)
 }
 
-fn sex_label(s: Sex) -> &'static str {
-    match s {
-        Sex::Female => "female",
-        Sex::Male => "male",
-        Sex::Diverse => "diverse",
-        Sex::Unknown => "unknown",
-    }
-}
-
 pub fn collect(ctx: &Context, as_of: Option<NaiveDate>) -> Result<StatsReport> {
     let population = population(ctx)?;
     let as_of = as_of.or(population.as_ref().map(|p| p.as_of)).unwrap_or_else(|| chrono::Utc::now().date_naive());
@@ -72,7 +63,7 @@ pub fn collect(ctx: &Context, as_of: Option<NaiveDate>) -> Result<StatsReport> {
         for p in &got.items {
             let p: &Patient = p;
             *age_bands.entry(age_band(p.age_on(as_of)).to_owned()).or_insert(0) += 1;
-            *sex.entry(sex_label(p.sex).to_owned()).or_insert(0) += 1;
+            *sex.entry(p.sex.as_str().to_owned()).or_insert(0) += 1;
             *insurance.entry(p.insurance.kind.as_str().to_owned()).or_insert(0) += 1;
             *regions.entry(p.residence.region.clone()).or_insert(0) += 1;
         }
