@@ -22,13 +22,8 @@ const PALETTE: [RGBColor; 8] = [
 ];
 
 fn label_of(r: &KpiResult, keys: &[String], skip: &[&str]) -> String {
-    let parts: Vec<&str> = r
-        .key_columns
-        .iter()
-        .zip(keys)
-        .filter(|(c, _)| !skip.contains(&c.as_str()))
-        .map(|(_, k)| k.as_str())
-        .collect();
+    let parts: Vec<&str> =
+        r.key_columns.iter().zip(keys).filter(|(c, _)| !skip.contains(&c.as_str())).map(|(_, k)| k.as_str()).collect();
     if parts.is_empty() { "all".into() } else { parts.join(" · ") }
 }
 
@@ -39,9 +34,10 @@ pub fn svg(r: &KpiResult) -> String {
         let rows = r.rows.len().min(MAX_BARS).max(1);
         let height = if r.period.is_some() { 420 } else { (90 + 22 * rows) as u32 };
         let area = SVGBackend::with_string(&mut text, (760, height.max(220))).into_drawing_area();
-        let drawn = area.fill(&WHITE).map_err(|e| e.to_string()).and_then(|()| {
-            if r.period.is_some() { lines(r, &area) } else { bars(r, &area) }
-        });
+        let drawn = area
+            .fill(&WHITE)
+            .map_err(|e| e.to_string())
+            .and_then(|()| if r.period.is_some() { lines(r, &area) } else { bars(r, &area) });
         if let Err(e) = drawn.and_then(|()| area.present().map_err(|e| e.to_string())) {
             tracing::warn!("chart not drawn: {e}");
         }
@@ -111,13 +107,12 @@ fn lines(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
         segments.push(segment);
         let mut first = true;
         for seg in segments.into_iter().filter(|s| !s.is_empty()) {
-            let drawn = chart
-                .draw_series(LineSeries::new(seg.clone(), colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?;
+            let drawn =
+                chart.draw_series(LineSeries::new(seg.clone(), colour.stroke_width(2))).map_err(|e| e.to_string())?;
             if first {
-                drawn.label(name.clone()).legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
+                drawn
+                    .label(name.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
                 first = false;
             }
             chart
@@ -169,7 +164,11 @@ fn bars(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
         .y_labels(rows.len() * 2 + 1)
         .y_label_formatter(&|y| {
             let i = (n - y - 0.5).round();
-            if (n - y - 0.5 - i).abs() < 0.01 && i >= 0.0 { labels.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+            if (n - y - 0.5 - i).abs() < 0.01 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .x_desc(unit)
         .draw()
@@ -178,7 +177,11 @@ fn bars(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
         let y = n - i as f64 - 1.0;
         if row.suppressed {
             chart
-                .draw_series([Text::new("suppressed (fewer than k persons)", (lo, y + 0.35), ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)))])
+                .draw_series([Text::new(
+                    "suppressed (fewer than k persons)",
+                    (lo, y + 0.35),
+                    ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
+                )])
                 .map_err(|e| e.to_string())?;
             continue;
         }
@@ -188,7 +191,10 @@ fn bars(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         if let (Some(a), Some(b)) = (lo_i.and_then(|i| row.values[i]), hi_i.and_then(|i| row.values[i])) {
             chart
-                .draw_series([PathElement::new(vec![(a * scale, y + 0.5), (b * scale, y + 0.5)], BLACK.stroke_width(1))])
+                .draw_series([PathElement::new(
+                    vec![(a * scale, y + 0.5), (b * scale, y + 0.5)],
+                    BLACK.stroke_width(1),
+                )])
                 .map_err(|e| e.to_string())?;
         }
     }

@@ -830,7 +830,15 @@ pub fn query(ctx: &mut SQLContext, sql: &str) -> Result<DataFrame> {
 /// Runs one KPI over a snapshot.
 pub fn run(snapshot: &Snapshot, def: &KpiDef, q: &Query) -> Result<KpiResult> {
     let mut ctx = context(snapshot)?;
-    run_in(&mut ctx, snapshot.manifest.as_of, def, q)
+    run_in(&mut ctx, default_end(snapshot, def), def, q)
+}
+
+/// Where a KPI's window ends by default: the snapshot's reference date, except for model
+/// monitoring, whose prediction sets and verdicts are dated when they were made (up to the
+/// snapshot's creation).
+pub fn default_end(snapshot: &Snapshot, def: &KpiDef) -> NaiveDate {
+    let as_of = snapshot.manifest.as_of;
+    if def.topic == "models" { snapshot.manifest.created_on().unwrap_or(as_of).max(as_of) } else { as_of }
 }
 
 /// Runs one KPI in a prepared SQL context (the benchmark reuses one for the catalogue).
@@ -933,7 +941,8 @@ pub fn run_in(ctx: &mut SQLContext, as_of: NaiveDate, def: &KpiDef, q: &Query) -
         Kind::Calibration => {
             result.measures = vec!["value", "mean_predicted", "observed", "numerator", "denominator"];
             for (i, keys) in keys.into_iter().enumerate() {
-                let (x, n, m) = (frame.num("numerator", i), frame.num("denominator", i), frame.opt("mean_predicted", i));
+                let (x, n, m) =
+                    (frame.num("numerator", i), frame.num("denominator", i), frame.opt("mean_predicted", i));
                 let observed = (n > 0.0).then(|| x / n);
                 result.rows.push(Row {
                     keys,

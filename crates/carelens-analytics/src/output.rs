@@ -138,7 +138,11 @@ pub fn to_table(r: &KpiResult) -> String {
             .enumerate()
             .map(|(c, s)| {
                 let pad = widths[c].saturating_sub(s.chars().count());
-                if c < r.key_columns.len() { format!("{s}{}", " ".repeat(pad)) } else { format!("{}{s}", " ".repeat(pad)) }
+                if c < r.key_columns.len() {
+                    format!("{s}{}", " ".repeat(pad))
+                } else {
+                    format!("{}{s}", " ".repeat(pad))
+                }
             })
             .collect();
         out.push_str(cells.join("  ").trim_end());

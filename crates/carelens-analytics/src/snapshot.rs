@@ -112,6 +112,11 @@ impl Manifest {
         self.tables.values_mut().flat_map(|t| &mut t.files)
     }
 
+    /// The day the snapshot was written (from `created_at`).
+    pub fn created_on(&self) -> Option<NaiveDate> {
+        self.created_at.get(..10).and_then(|d| d.parse().ok())
+    }
+
     /// Rows over all tables.
     pub fn rows(&self) -> u64 {
         self.tables.values().map(|t| t.rows).sum()
@@ -753,11 +758,8 @@ impl Snapshot {
         if t.files.is_empty() {
             return Ok(empty_table(table)?.lazy());
         }
-        let paths: Vec<PlRefPath> = t
-            .files
-            .iter()
-            .map(|f| PlRefPath::try_from_path(&self.dir.join(&f.path)))
-            .collect::<PolarsResult<_>>()?;
+        let paths: Vec<PlRefPath> =
+            t.files.iter().map(|f| PlRefPath::try_from_path(&self.dir.join(&f.path))).collect::<PolarsResult<_>>()?;
         let hive = !t.partitioned_by.is_empty();
         let args = ScanArgsParquet {
             hive_options: if hive { HiveOptions::new_enabled() } else { HiveOptions::new_disabled() },

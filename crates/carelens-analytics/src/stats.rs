@@ -19,11 +19,8 @@ pub fn wilson(x: f64, n: f64) -> Option<(f64, f64)> {
 /// 95 % interval for a Poisson count by Byar's approximation (within 1 % of the exact interval
 /// from about 5 events; exact upper bound 3.689 at 0 events).
 pub fn poisson(count: f64) -> (f64, f64) {
-    let lower = if count <= 0.0 {
-        0.0
-    } else {
-        count * (1.0 - 1.0 / (9.0 * count) - Z95 / (3.0 * count.sqrt())).powi(3)
-    };
+    let lower =
+        if count <= 0.0 { 0.0 } else { count * (1.0 - 1.0 / (9.0 * count) - Z95 / (3.0 * count.sqrt())).powi(3) };
     let a = count + 1.0;
     let upper = if count <= 0.0 { 3.688_879_454 } else { a * (1.0 - 1.0 / (9.0 * a) + Z95 / (3.0 * a.sqrt())).powi(3) };
     (lower.max(0.0), upper)
@@ -170,7 +167,9 @@ mod tests {
 
     #[test]
     fn trend_directions() {
-        let up: Vec<_> = (0..6).map(|i| (f64::from(i), 1.0 + 0.5 * f64::from(i) + [0.01, -0.02, 0.0, 0.02, -0.01, 0.0][i as usize])).collect();
+        let up: Vec<_> = (0..6)
+            .map(|i| (f64::from(i), 1.0 + 0.5 * f64::from(i) + [0.01, -0.02, 0.0, 0.02, -0.01, 0.0][i as usize]))
+            .collect();
         let t = trend(&up).unwrap();
         assert_eq!(t.direction, Direction::Rising);
         close(t.slope, 0.5, 0.02);

@@ -91,7 +91,8 @@ mod tests {
 
     #[test]
     fn small_numerators_and_denominators_are_suppressed_zero_numerators_are_not() {
-        let mut rows = vec![row(&["a"], 0.0, 50.0), row(&["b"], 3.0, 50.0), row(&["c"], 20.0, 40.0), row(&["d"], 12.0, 12.0)];
+        let mut rows =
+            vec![row(&["a"], 0.0, 50.0), row(&["b"], 3.0, 50.0), row(&["c"], 20.0, 40.0), row(&["d"], 12.0, 12.0)];
         // One dimension: "b" alone would be recoverable from the total, so the smallest other
         // published cell ("a", 0 cases) goes too.
         let n = suppress(&mut rows, &[0], 11.0);

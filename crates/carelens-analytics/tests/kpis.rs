@@ -2,7 +2,10 @@
 //! through `SnapshotWriter` and read back from Parquet.
 
 use carelens_analytics::snapshot::{MANIFEST, Manifest};
-use carelens_analytics::{AnalyticsError, KpiResult, Period, PatientRecord, Query, Snapshot, SnapshotWriter, find, run};
+use carelens_analytics::{
+    AnalyticsError, KpiResult, PatientRecord, Period, Query, Snapshot, SnapshotWriter, find, run,
+};
+use carelens_domain::Address;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AtcCode, ClinicalStatus, Diagnosis, DiagnosisPrediction, Dose,
     EntryId, Feedback, FeedbackId, GeoPoint, HealthId, HistoryEntry, HistoryKind, Insurance, InsuranceKind,
@@ -10,7 +13,6 @@ use carelens_domain::{
     ProviderId, ProviderKind, RatingSummary, Residence, RiskBand, RuleId, ScheduleRule, Sex, Source, Specialty,
     TherapyModality, TherapySession, UserId, Vaccination, VaccineCode, Verdict, VisitType,
 };
-use carelens_domain::Address;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 
 fn d(y: i32, m: u32, day: u32) -> NaiveDate {
@@ -67,7 +69,11 @@ impl Fixture {
     }
 
     fn vax(&mut self, p: usize, on: NaiveDate, atc: &str, dose: u8) {
-        let v = Vaccination { vaccine: VaccineCode::Atc(atc.parse().unwrap()), display: "fixture".into(), dose_number: dose };
+        let v = Vaccination {
+            vaccine: VaccineCode::Atc(atc.parse().unwrap()),
+            display: "fixture".into(),
+            dose_number: dose,
+        };
         self.entry(p, on, HistoryKind::Vaccination(v));
     }
 
@@ -76,7 +82,14 @@ impl Fixture {
         self.entry(p, on, HistoryKind::TherapySession(s));
     }
 
-    fn appt(&mut self, p: usize, provider: u64, start: DateTime<Utc>, booked: DateTime<Utc>, status: AppointmentStatus) {
+    fn appt(
+        &mut self,
+        p: usize,
+        provider: u64,
+        start: DateTime<Utc>,
+        booked: DateTime<Utc>,
+        status: AppointmentStatus,
+    ) {
         let id = self.id();
         let a = Appointment {
             id: AppointmentId::from_u128(id),
@@ -138,13 +151,25 @@ impl Fixture {
     }
 }
 
-fn provider(n: u64, specialty: Specialty, region: &str, weekday: Weekday, hours: (u32, u32), slot: u16) -> (Provider, Vec<ScheduleRule>) {
+fn provider(
+    n: u64,
+    specialty: Specialty,
+    region: &str,
+    weekday: Weekday,
+    hours: (u32, u32),
+    slot: u16,
+) -> (Provider, Vec<ScheduleRule>) {
     let p = Provider {
         id: ProviderId::from_number(n),
         kind: ProviderKind::Practice,
         name: format!("Praxis {n}"),
         specialty,
-        address: Address { street: "Hauptstr. 1".into(), postcode: "10115".into(), city: "X".into(), region: region.into() },
+        address: Address {
+            street: "Hauptstr. 1".into(),
+            postcode: "10115".into(),
+            city: "X".into(),
+            region: region.into(),
+        },
         location: GeoPoint::new(52.5, 13.4).unwrap(),
         accepts: vec![InsuranceKind::Statutory, InsuranceKind::Private],
         languages: vec![],
@@ -471,7 +496,8 @@ fn small_cells_are_suppressed_and_marked_in_every_format() {
     assert_eq!(df.column("suppressed").unwrap().bool().unwrap().sum(), Some(r.suppressed as u32));
     // Complementary suppression: with k = 3, P15 (the only private no-show denominator) is
     // small, so its statutory complement is suppressed too.
-    let r = run(&s, find("no_show_rate").unwrap(), &Query { by: vec!["insurance".into()], k: 3, ..Query::default() }).unwrap();
+    let r = run(&s, find("no_show_rate").unwrap(), &Query { by: vec!["insurance".into()], k: 3, ..Query::default() })
+        .unwrap();
     assert!(cell(&r, &["private"]).0);
     assert!(cell(&r, &["statutory"]).0);
     // The chart draws suppressed cells as such.

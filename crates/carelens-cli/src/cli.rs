@@ -142,6 +142,92 @@ pub enum Command {
     /// Manage sign-in accounts: `carelens users add NAME --role doctor --provider ID`
     #[command(subcommand)]
     Users(UsersCommand),
+
+    /// Population-health KPIs over the latest analytics snapshot (`carelens export analytics`)
+    ///
+    /// Prevalence (crude and age-standardised to the European Standard Population 2013),
+    /// incidence per 1 000 person-years with trend, vaccination coverage against the schedule,
+    /// repeat visits, polypharmacy, therapy continuity, no-shows, cancellations, waiting times,
+    /// provider utilisation and model monitoring. Cells with fewer than k persons (default 11)
+    /// are suppressed, with complementary suppression, and marked in every format.
+    ///
+    /// Examples:
+    ///   carelens kpi list
+    ///   carelens kpi run prevalence --by sex,age
+    ///   carelens kpi run waiting_time --by specialty,insurance --format csv --out waiting.csv
+    ///   carelens kpi run incidence --period month --from 2024-01-01 --chart incidence.svg
+    #[command(subcommand)]
+    Kpi(KpiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KpiCommand {
+    /// List the KPI catalogue with the strata each KPI allows
+    List,
+    /// Show a KPI's definition (numerator, denominator, window, strata) and the SQL it runs
+    Show(KpiShowArgs),
+    /// Run a KPI and print or write the result
+    Run(KpiRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KpiShowArgs {
+    /// KPI name, see `carelens kpi list`
+    pub name: String,
+    /// A snapshot directory instead of the store's latest snapshot
+    #[arg(long, value_name = "DIR")]
+    pub snapshot: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KpiFormat {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct KpiRunArgs {
+    /// KPI name, see `carelens kpi list`
+    pub name: String,
+
+    /// Strata, comma-separated: age (or age_band), sex, region, insurance, specialty, period,
+    /// birth_year — whichever the KPI allows
+    #[arg(long, value_delimiter = ',', value_name = "STRATA")]
+    pub by: Vec<String>,
+
+    /// Window start [default: per KPI, e.g. one year before --to]
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<NaiveDate>,
+
+    /// Window end [default: the snapshot's date]
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<NaiveDate>,
+
+    /// Length of `period` strata: month, quarter or year
+    #[arg(long, default_value = "quarter", value_name = "PERIOD")]
+    pub period: String,
+
+    /// Suppress cells describing fewer than K persons
+    #[arg(long, default_value_t = carelens_analytics::kpi::DEFAULT_K, value_name = "K")]
+    pub k: u32,
+
+    /// Output format (--json is the same as --format json)
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: KpiFormat,
+
+    /// Write the CSV or Parquet result to FILE instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Also draw the result as an SVG chart into FILE
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+
+    /// A snapshot directory instead of the store's latest snapshot
+    #[arg(long, value_name = "DIR")]
+    pub snapshot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -524,6 +610,30 @@ pub enum ExportCommand {
     /// carelens export feedback --diagnosis J18 --out j18-feedback.csv &&
     ///   carelens train tabular --data j18-feedback.csv --target diagnosis_J18 --model history-j18
     Feedback(ExportFeedbackArgs),
+
+    /// Export the analytics snapshot KPIs run on: pseudonymised Parquet into the object store
+    ///
+    /// Histories, appointments (with offered capacity), prediction sets and doctors' verdicts
+    /// as Parquet tables partitioned by year and month (Hive layout, zstd) with a manifest
+    /// (rows, sizes, SHA-256 per file). No names, Health IDs, birth dates or addresses: persons
+    /// are keyed by an HMAC pseudonym (CARELENS_PSEUDONYM_KEY for pseudonyms that link across
+    /// snapshots, else a random key per snapshot), age is in completed years, residence is the
+    /// region. The files go to the object store (--objects, local or S3), the manifest's key is
+    /// recorded in the store, and a copy stays in the data directory (or --out) for polars,
+    /// notebooks, Spark or Trino.
+    Analytics(ExportAnalyticsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportAnalyticsArgs {
+    /// Also keep the snapshot in this (new or empty) directory, e.g. for notebooks
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Reference date: ages and default KPI windows end here [default: the population's
+    /// generation date, else today]
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<NaiveDate>,
 }
 
 #[derive(Debug, Args)]

@@ -24,3 +24,7 @@ pub const CARELENS_TOKEN_KEY: &str = "CARELENS_TOKEN_KEY";
 pub const CARELENS_BIND: &str = "CARELENS_BIND";
 /// Default variable `carelens users add` reads the new password from.
 pub const CARELENS_NEW_PASSWORD: &str = "CARELENS_NEW_PASSWORD";
+/// Key for the pseudonyms of analytics snapshots (at least 16 characters). Set: the same
+/// patient has the same pseudonym in every snapshot (longitudinal analysis). Unset: a random
+/// key per snapshot, so snapshots do not link. Never commit it.
+pub const CARELENS_PSEUDONYM_KEY: &str = "CARELENS_PSEUDONYM_KEY";

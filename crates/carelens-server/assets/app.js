@@ -1,5 +1,6 @@
-// carelens doctors' view: sign in, my patients, one patient's suggested diagnoses with their
-// evidence and history. Plain DOM, no framework; text goes in through textContent only.
+// carelens web view. Doctors: sign in, my patients, one patient's suggested diagnoses with their
+// evidence and history. Analysts: population KPIs with server-drawn SVG charts, tables and CSV.
+// Plain DOM, no framework; text goes in through textContent only.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -42,7 +43,7 @@ async function api(path, options = {}) {
 }
 
 function show(view) {
-  for (const v of ["login-view", "list-view", "patient-view"]) $("#" + v).hidden = v !== view;
+  for (const v of ["login-view", "list-view", "patient-view", "kpi-view"]) $("#" + v).hidden = v !== view;
   const u = session.user;
   $("#whoami").textContent = u ? `${u.username} (${u.role})` : "";
   $("#signout").hidden = !u;
@@ -190,9 +191,91 @@ async function loadPatient(id) {
   }
 }
 
+// ---- analysts: population KPIs ------------------------------------------------------------
+let catalogue = null;
+const PERCENT = (unit) => unit.startsWith("proportion") || unit.startsWith("booked share");
+
+function kpiParams(format) {
+  const k = catalogue.kpis.find((x) => x.name === $("#kpi-name").value);
+  const by = [...document.querySelectorAll("#kpi-by input:checked")].map((i) => i.value);
+  const p = new URLSearchParams();
+  if (by.length) p.set("by", by.join(","));
+  if (by.includes("period") || k.name === "incidence" || k.name === "calibration_drift") p.set("period", $("#kpi-period").value);
+  if ($("#kpi-from").value) p.set("from", $("#kpi-from").value);
+  if ($("#kpi-to").value) p.set("to", $("#kpi-to").value);
+  if (format === "csv") p.set("format", "csv");
+  return `/api/v1/kpis/${encodeURIComponent(k.name)}` + (format === "svg" ? "/chart.svg?" : "?") + p.toString();
+}
+
+function kpiStrata() {
+  const k = catalogue.kpis.find((x) => x.name === $("#kpi-name").value);
+  $("#kpi-definition").textContent = k.definition;
+  $("#kpi-by").replaceChildren(el("legend", {}, "Stratify by"), ...k.strata.map((s) => {
+    const id = "by-" + s;
+    return el("label", { for: id }, el("input", { type: "checkbox", id, value: s, checked: k.default_by.includes(s) }), " " + s.replace(/_/g, " "));
+  }));
+}
+
+async function loadKpis() {
+  show("kpi-view");
+  try {
+    if (!catalogue) {
+      catalogue = await (await api("/api/v1/kpis")).json();
+      $("#kpi-name").replaceChildren(...catalogue.kpis.map((k) => el("option", { value: k.name }, `${k.title} (${k.topic})`)));
+      kpiStrata();
+    }
+    const s = catalogue.snapshot;
+    $("#kpi-snapshot").textContent = s
+      ? `Snapshot as of ${s.as_of}: ${s.persons.toLocaleString()} persons, pseudonymised. Cells with fewer than ${catalogue.min_k} persons are suppressed.`
+      : "No analytics snapshot yet: run `carelens export analytics`.";
+    if (s) await runKpi();
+  } catch (e) {
+    $("#kpi-status").textContent = e.message;
+  }
+}
+
+let chartUrl = null;
+async function runKpi(ev) {
+  if (ev) ev.preventDefault();
+  $("#kpi-status").textContent = "Computing…";
+  try {
+    const [chart, result] = await Promise.all([api(kpiParams("svg")), api(kpiParams()).then((r) => r.json())]);
+    if (chartUrl) URL.revokeObjectURL(chartUrl);
+    chartUrl = URL.createObjectURL(await chart.blob());
+    $("#kpi-chart").src = chartUrl;
+    $("#kpi-chart").alt = `Chart: ${result.title}`;
+    const cols = [...result.key_columns, ...result.measures];
+    $("#kpi-table thead").replaceChildren(el("tr", {}, ...cols.map((c) => el("th", { scope: "col" }, c.replace(/_/g, " ")))));
+    const pctCols = new Set(["value", "ci_low", "ci_high", "recorded", "crude"]);
+    const fmt = (m, v) => v === null || v === undefined ? "–"
+      : PERCENT(result.unit) && pctCols.has(m) ? (100 * v).toFixed(1) + " %"
+      : Number.isInteger(v) ? v.toLocaleString() : v.toFixed(2);
+    $("#kpi-table tbody").replaceChildren(...result.rows.map((r) => el("tr", { class: r.suppressed ? "suppressed" : "" },
+      ...result.key_columns.map((c) => el("td", {}, r[c])),
+      ...result.measures.map((m, i) => el("td", { class: "num" }, r.suppressed ? (i === 0 ? "suppressed" : "") : fmt(m, r[m]))))));
+    $("#kpi-status").textContent = `${result.title}, ${result.from} to ${result.to}: ${result.rows.length} cells` +
+      (result.suppressed_cells ? `, ${result.suppressed_cells} suppressed (fewer than ${result.k} persons, or protecting such a cell).` : ".");
+  } catch (e) {
+    $("#kpi-status").textContent = e.message;
+  }
+}
+
+async function downloadCsv() {
+  try {
+    const blob = await (await api(kpiParams("csv"))).blob();
+    const a = el("a", { href: URL.createObjectURL(blob), download: $("#kpi-name").value + ".csv" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  } catch (e) {
+    $("#kpi-status").textContent = e.message;
+  }
+}
+
 // ---- routing --------------------------------------------------------------------------
 function route() {
   if (!session.token) { show("login-view"); $("#username").focus(); return; }
+  if (session.user && session.user.role === "analyst") { loadKpis(); return; }
   const m = location.hash.match(/^#\/patients\/([A-Za-z0-9]+)$/);
   if (m) loadPatient(m[1]); else loadPatients();
 }
@@ -201,6 +284,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#login-form").addEventListener("submit", signIn);
   $("#signout").addEventListener("click", () => { session.clear(); location.hash = ""; route(); });
   $("#search").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(loadPatients, 250); });
+  $("#kpi-form").addEventListener("submit", runKpi);
+  $("#kpi-name").addEventListener("change", () => { kpiStrata(); runKpi(); });
+  $("#kpi-csv").addEventListener("click", downloadCsv);
   window.addEventListener("hashchange", route);
   route();
 });

@@ -56,11 +56,13 @@ codes! {
     EvidenceNotFound = NOT_FOUND, "evidence_not_found", "no evidence with this key belongs to the patient";
     ModelNotFound = NOT_FOUND, "model_not_found", "no model with this name in the registry";
     JobNotFound = NOT_FOUND, "job_not_found", "no prediction run with this id";
+    KpiNotFound = NOT_FOUND, "kpi_not_found", "no KPI with this name; GET /api/v1/kpis lists them";
     RouteNotFound = NOT_FOUND, "route_not_found", "no such endpoint; see /openapi.json";
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method_not_allowed", "the endpoint exists but not with this method";
     UsernameTaken = CONFLICT, "username_taken", "another user has this user name";
     JobRunning = CONFLICT, "job_running", "a prediction run is already in progress";
     NoModels = CONFLICT, "no_models", "the registry has no model to predict with";
+    NoSnapshot = CONFLICT, "no_snapshot", "no analytics snapshot yet: run `carelens export analytics`";
     Timeout = SERVICE_UNAVAILABLE, "timeout", "the request took longer than the server allows";
     NotReady = SERVICE_UNAVAILABLE, "not_ready", "the store is not reachable";
     Internal = INTERNAL_SERVER_ERROR, "internal", "an internal error; the server log has details under the x-request-id";
@@ -91,6 +93,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
 
     /// An error with the code's own description as message.

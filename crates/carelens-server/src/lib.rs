@@ -12,6 +12,7 @@ mod auth;
 mod error;
 mod extract;
 mod jobs;
+pub mod kpis;
 mod routes;
 mod state;
 mod ui;
@@ -82,6 +83,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::start_run, routes::list_runs))
         .routes(routes!(routes::get_run))
         .routes(routes!(routes::list_users, routes::create_user))
+        .routes(routes!(kpis::list_kpis))
+        .routes(routes!(kpis::get_kpi))
+        .routes(routes!(kpis::get_kpi_chart))
         .split_for_parts()
 }
 

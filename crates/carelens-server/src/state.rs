@@ -40,6 +40,8 @@ pub struct AppState {
     pub tokens: TokenKey,
     pub config: Arc<ServerConfig>,
     pub jobs: Arc<Jobs>,
+    /// Where analytics snapshots are cached (`<data dir>/analytics`); `None`: no KPIs here.
+    pub analytics: Option<PathBuf>,
 }
 
 impl AppState {
@@ -51,6 +53,20 @@ impl AppState {
         config: ServerConfig,
         runner: Option<Arc<dyn PredictionRunner>>,
     ) -> Self {
-        Self { store, objects, models, tokens, config: Arc::new(config), jobs: Arc::new(Jobs::new(runner)) }
+        Self {
+            store,
+            objects,
+            models,
+            tokens,
+            config: Arc::new(config),
+            jobs: Arc::new(Jobs::new(runner)),
+            analytics: None,
+        }
+    }
+
+    /// Serves KPIs from snapshots cached under `dir`.
+    pub fn with_analytics(mut self, dir: PathBuf) -> Self {
+        self.analytics = Some(dir);
+        self
     }
 }

@@ -564,3 +564,33 @@ pub struct Ready {
     /// `sqlite` or `mongodb`.
     pub store: &'static str,
 }
+
+/// The KPI catalogue for analysts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KpiCatalogue {
+    /// The snapshot KPIs run on; `null` until `carelens export analytics` has run.
+    pub snapshot: Option<SnapshotInfo>,
+    /// Cells with fewer persons are suppressed; requests may raise k, not lower it.
+    pub min_k: u32,
+    pub kpis: Vec<KpiInfo>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotInfo {
+    pub as_of: chrono::NaiveDate,
+    pub created_at: String,
+    pub persons: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KpiInfo {
+    pub name: String,
+    pub title: String,
+    pub topic: String,
+    pub unit: String,
+    /// Numerator, denominator, window and strata in words.
+    pub definition: String,
+    /// Allowed values of `by`.
+    pub strata: Vec<String>,
+    pub default_by: Vec<String>,
+}

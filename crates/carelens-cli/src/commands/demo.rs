@@ -28,6 +28,8 @@ struct DemoReport {
     predictions: Option<super::predict::PredictReport>,
     /// A patient whose set has a high-risk diagnosis that is not yet recorded, for a look.
     example: Option<carelens_domain::PredictionSet>,
+    /// The analytics snapshot and headline KPIs.
+    analytics: super::analytics::DemoAnalytics,
     /// Sign-in accounts for the web view (passwords new on every run).
     logins: Vec<super::serve::DemoLogin>,
     /// What happened to the HTTP server step.
@@ -149,6 +151,7 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
         Err(e) => (None, Some(format!("{e:#}"))),
     };
     let example = if predictions.is_some() { example_set(ctx)? } else { None };
+    let analytics = super::analytics::demo_step(ctx)?;
     let logins = super::serve::demo_logins(ctx, example.as_ref())?;
     let serve = if args.no_serve { "skipped (--no-serve)" } else { "serving until Ctrl-C" };
     if ctx.json {
@@ -160,22 +163,23 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
             models,
             predictions,
             example,
+            analytics,
             logins: logins.clone(),
             serve,
         })?;
         return if args.no_serve { Ok(()) } else { super::serve::demo_serve(ctx, light, &args.serve, &logins) };
     }
-    outln!("\n[1/6] population");
+    outln!("\n[1/7] population");
     generate::print_human(&population);
-    outln!("\n[2/6] synthetic imaging studies");
+    outln!("\n[2/7] synthetic imaging studies");
     match &images {
         Some(r) => images::print_human(r),
         None => outln!("skipped (--no-images)"),
     }
-    outln!("\n[3/6] what the store holds");
+    outln!("\n[3/7] what the store holds");
     stats::print_human(&stats);
     outln!(
-        "\n[4/6] diagnosis models ({}) on this population's studies, which they were not trained on",
+        "\n[4/7] diagnosis models ({}) on this population's studies, which they were not trained on",
         models.registry
     );
     if images.is_none() {
@@ -195,7 +199,7 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     for (name, why) in &models.not_run {
         outln!("not run: {name}: {why}");
     }
-    outln!("\n[5/6] prediction sets: every image and history model, fused per diagnosis");
+    outln!("\n[5/7] prediction sets: every image and history model, fused per diagnosis");
     match (&predictions, &prediction_error) {
         (Some(r), _) => super::predict::print_human(r),
         (None, Some(e)) => outln!("not run: {e}"),
@@ -208,7 +212,9 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     outln!(
         "\nNext: `carelens stats` any time; `carelens generate --patients 100000 --seed 7 --data-dir DIR` for a bigger population."
     );
-    outln!("\n[6/6] doctors' web view and JSON API");
+    outln!("\n[6/7] population KPIs for analysts (pseudonymised Parquet snapshot, polars)");
+    super::analytics::print_demo(&analytics);
+    outln!("\n[7/7] web view (doctors and analysts) and JSON API");
     if args.no_serve {
         outln!("skipped (--no-serve); `carelens serve` starts it. Demo accounts (new passwords on every demo run):");
         for l in &logins {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod analytics;
 mod backend;
 mod demo;
 mod evaluate;
@@ -18,7 +19,9 @@ mod train;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, ExportCommand, IngestCommand, PredictionsCommand, TrainCommand, UsersCommand};
+use crate::cli::{
+    Cli, Command, ExportCommand, IngestCommand, KpiCommand, PredictionsCommand, TrainCommand, UsersCommand,
+};
 use crate::context::{Context, Light};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -30,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Tabular(args)) => return train::tabular(&light, args),
         Command::Evaluate(args) => return evaluate::run(&light, args),
         Command::Models(cmd) => return models::run(&light, cmd),
+        Command::Kpi(KpiCommand::List) => return analytics::list(g.json),
         _ => {}
     }
     let ctx = Context::open(g.data_dir, g.store, g.objects, g.json, g.quiet)?;
@@ -42,11 +46,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),
         Command::Export(ExportCommand::Features(args)) => export::features(&ctx, &args),
         Command::Export(ExportCommand::Feedback(args)) => export::feedback(&ctx, &args),
+        Command::Export(ExportCommand::Analytics(args)) => analytics::export(&ctx, &args),
+        Command::Kpi(KpiCommand::Show(args)) => analytics::show(&ctx, &args),
+        Command::Kpi(KpiCommand::Run(args)) => analytics::run(&ctx, &args),
         Command::Train(TrainCommand::Fusion(args)) => predict::train_fusion(&ctx, &light, &args),
         Command::Predict(args) => predict::run(&ctx, &light, &args),
         Command::Predictions(PredictionsCommand::Show(args)) => predict::show(&ctx, &args),
         Command::Serve(args) => serve::run(&ctx, &light, &args),
         Command::Users(UsersCommand::Add(args)) => serve::add_user(&ctx, &args),
-        Command::Train(_) | Command::Evaluate(_) | Command::Models(_) => unreachable!("handled above"),
+        Command::Train(_) | Command::Evaluate(_) | Command::Models(_) | Command::Kpi(KpiCommand::List) => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -72,7 +72,8 @@ fn state(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<AppState> {
         token_key(ctx.quiet)?,
         config,
         Some(Arc::new(runner)),
-    ))
+    )
+    .with_analytics(super::analytics::cache_dir(ctx)))
 }
 
 #[derive(Debug, Serialize)]
