@@ -1,6 +1,7 @@
-//! Population KPIs for analysts over the latest analytics snapshot, and the one function
-//! that finds that snapshot (recorded in the store, files in the object store, cached as a
-//! directory), which the CLI uses too.
+//! Population KPIs for analysts over the latest analytics snapshot, and the two functions
+//! that move snapshots between the store and files, which the CLI uses too:
+//! [`export_snapshot`] (store → Parquet → object store, recorded in the store) and
+//! [`latest_snapshot`] (recorded key → object store → cached directory).
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +10,9 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use carelens_analytics::snapshot::{MANIFEST, Manifest};
-use carelens_analytics::{AnalyticsError, Period, Query, Snapshot, output};
+use carelens_analytics::{AnalyticsError, PatientRecord, Period, Query, Snapshot, SnapshotWriter, output};
 use carelens_domain::{ObjectKey, Role};
-use carelens_store::{ObjectStore, Store};
+use carelens_store::{HistoryFilter, ObjectStore, PageRequest, Store};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -87,6 +88,64 @@ pub async fn latest_snapshot(
     std::fs::write(tmp.join(MANIFEST), text).map_err(|e| io(&tmp, e))?;
     std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
     Ok(Snapshot::open(&dir)?)
+}
+
+/// Writes a snapshot of everything in `store` into the empty directory `dir`, puts every part
+/// file and then the manifest into `objects`, and records the manifest's key as the latest
+/// snapshot. `progress` hears `("patients" | "uploading", total)` once and then each step.
+pub async fn export_snapshot(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    dir: &Path,
+    as_of: chrono::NaiveDate,
+    key: &[u8],
+    stable: bool,
+    progress: &(dyn Fn(&str, Option<u64>) + Sync),
+) -> Result<(ObjectKey, Manifest), SnapshotError> {
+    let mut writer = SnapshotWriter::create(dir, as_of, key, stable)?;
+    let mut page = Some(PageRequest::first(500));
+    while let Some(req) = page {
+        let got = store.list_providers(req).await?;
+        for p in &got.items {
+            writer.add_provider(p, &store.schedule_rules_for(&p.id).await?);
+        }
+        page = got.next;
+    }
+    progress("patients", Some(store.counts().await?.patients));
+    let all = HistoryFilter::default();
+    let mut page = Some(PageRequest::first(500));
+    while let Some(req) = page {
+        let got = store.list_patients(req).await?;
+        for p in &got.items {
+            let history = store.history(&p.id, &all).await?;
+            let appointments = store.appointments_for_patient(&p.id).await?;
+            let prediction_sets = store.prediction_sets(&p.id).await?;
+            let feedback = store.feedback_for(&p.id).await?;
+            writer.add_patient(PatientRecord {
+                patient: p,
+                history: &history,
+                appointments: &appointments,
+                prediction_sets: &prediction_sets,
+                feedback: &feedback,
+            })?;
+            progress("patients", None);
+        }
+        page = got.next;
+    }
+    let mut manifest = writer.finish()?;
+    progress("uploading", Some(manifest.files().count() as u64));
+    for f in manifest.files_mut() {
+        let path = dir.join(&f.path);
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        f.object_key = Some(objects.put(bytes).await?.as_str().to_owned());
+        progress("uploading", None);
+    }
+    manifest.write(dir)?;
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read(&path).map_err(|e| io(&path, e))?;
+    let key = objects.put(text).await?;
+    store.set_meta(SNAPSHOT_META, key.as_str()).await?;
+    Ok((key, manifest))
 }
 
 const ANALYSTS: &[Role] = &[Role::Analyst];

@@ -26,6 +26,7 @@ const PASSWORD: &str = "correct horse battery staple";
 struct App {
     router: Router,
     store: Arc<dyn Store>,
+    objects: Arc<dyn ObjectStore>,
     tokens: TokenKey,
     heatmap_digest: String,
     _dir: tempfile::TempDir,
@@ -147,8 +148,9 @@ async fn app_with(runner: Option<Arc<dyn PredictionRunner>>, config: ServerConfi
     user(&*store, 5, "admin", Role::Admin, None).await;
     let tokens = TokenKey::random().unwrap();
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
-    let state = AppState::new(store.clone(), objects, models, tokens.clone(), config, runner);
-    App { router: router(state), store, tokens, heatmap_digest: digest, _dir: dir }
+    let state = AppState::new(store.clone(), objects.clone(), models, tokens.clone(), config, runner)
+        .with_analytics(dir.path().join("analytics"));
+    App { router: router(state), store, objects, tokens, heatmap_digest: digest, _dir: dir }
 }
 
 async fn app() -> App {
@@ -525,6 +527,9 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(
         operations,
         [
+            "GET /api/v1/kpis",
+            "GET /api/v1/kpis/{name}",
+            "GET /api/v1/kpis/{name}/chart.svg",
             "GET /api/v1/me",
             "GET /api/v1/models",
             "GET /api/v1/models/{name}",
@@ -575,4 +580,63 @@ async fn health_and_the_web_view() {
     let js = app.call(Method::GET, "/assets/app.js", None, None).await;
     assert!(js.headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/javascript"));
     assert!(!String::from_utf8_lossy(&js.bytes).contains("innerHTML"), "text goes in through textContent only");
+}
+
+#[tokio::test]
+async fn analysts_get_kpis_with_suppression_and_doctors_do_not() {
+    let app = app().await;
+    let analyst = app.login("ana.lyst").await;
+    let doctor = app.login("dr.mine").await;
+    // Before any snapshot: the catalogue says so, a KPI is a clear conflict.
+    let cat = app.get("/api/v1/kpis", &analyst).await;
+    assert_eq!(cat.status, StatusCode::OK);
+    assert!(cat.json()["snapshot"].is_null());
+    assert!(cat.json()["kpis"].as_array().unwrap().iter().any(|k| k["name"] == "prevalence"));
+    let msg = app.get("/api/v1/kpis/prevalence", &analyst).await.error(StatusCode::CONFLICT, "no_snapshot");
+    assert!(msg.contains("carelens export analytics"), "{msg}");
+    // Export a snapshot of the four patients.
+    let out = app._dir.path().join("snapshot-out");
+    let as_of = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    carelens_server::kpis::export_snapshot(
+        &*app.store,
+        &*app.objects,
+        &out,
+        as_of,
+        b"0123456789abcdef",
+        false,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let cat = app.get("/api/v1/kpis", &analyst).await.json();
+    assert_eq!(cat["snapshot"]["persons"], 4);
+    assert_eq!(cat["min_k"], 11);
+    // Four persons: every cell is suppressed, and says so.
+    let r = app.get("/api/v1/kpis/prevalence?by=sex", &analyst).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+    let v = r.json();
+    let rows = v["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["suppressed"] == true && r["value"].is_null()), "{v}");
+    assert!(v["sql"].as_str().unwrap().contains("FROM events"));
+    let csv = app.get("/api/v1/kpis/prevalence?by=sex&format=csv", &analyst).await;
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert!(String::from_utf8_lossy(&csv.bytes).starts_with("code,chapter,sex,value,"));
+    let svg = app.get("/api/v1/kpis/prevalence/chart.svg?by=sex", &analyst).await;
+    assert_eq!(svg.headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert!(String::from_utf8_lossy(&svg.bytes).contains("<svg"));
+    // Bad requests.
+    app.get("/api/v1/kpis/prevalance", &analyst).await.error(StatusCode::NOT_FOUND, "kpi_not_found");
+    let msg =
+        app.get("/api/v1/kpis/prevalence?by=specialty", &analyst).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(msg.contains("specialty"), "{msg}");
+    app.get("/api/v1/kpis/prevalence?k=3", &analyst).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+    app.get("/api/v1/kpis/no_show_rate?from=2026-05-01&to=2026-01-01", &analyst)
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    // Doctors see their own patients, not population tables.
+    let before = app.denied_audits().await;
+    app.get("/api/v1/kpis", &doctor).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    app.get("/api/v1/kpis/prevalence", &doctor).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    assert_eq!(app.denied_audits().await, before + 2);
 }

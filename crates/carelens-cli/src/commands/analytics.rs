@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use carelens_analytics::snapshot::{MANIFEST, Manifest};
-use carelens_analytics::{Period, Query, Snapshot, SnapshotWriter, output};
+use carelens_analytics::snapshot::Manifest;
+use carelens_analytics::{Period, Query, Snapshot, output};
 use carelens_domain::ObjectKey;
-use carelens_server::kpis::{SNAPSHOT_META, cache_name, latest_snapshot as latest};
-use carelens_store::{HistoryFilter, PageRequest};
+use carelens_server::kpis::{cache_name, export_snapshot as export_to, latest_snapshot as latest};
 
 use crate::cli::{ExportAnalyticsArgs, KpiFormat, KpiRunArgs, KpiShowArgs};
 use crate::context::Context;
@@ -59,60 +58,20 @@ pub fn export_snapshot(
         }
     };
     let (key, stable) = pseudonym_key()?;
-    let mut writer = SnapshotWriter::create(&dir, as_of, &key, stable)?;
-    let rt = &ctx.runtime;
-    let store = ctx.store.as_ref();
-    let mut page = Some(PageRequest::first(500));
-    while let Some(req) = page {
-        let got = rt.block_on(store.list_providers(req)).context("listing providers")?;
-        for p in &got.items {
-            let rules = rt.block_on(store.schedule_rules_for(&p.id)).context("reading schedule rules")?;
-            writer.add_provider(p, &rules);
+    let bar = ctx.progress(0, "patients");
+    let progress = |stage: &str, total: Option<u64>| match total {
+        Some(n) => {
+            bar.set_message(stage.to_owned());
+            bar.set_position(0);
+            bar.set_length(n);
         }
-        page = got.next;
-    }
-    let total = rt.block_on(store.counts())?.patients;
-    let bar = ctx.progress(total, "patients");
-    let all = HistoryFilter::default();
-    let mut page = Some(PageRequest::first(500));
-    while let Some(req) = page {
-        let got = rt.block_on(store.list_patients(req)).context("listing patients")?;
-        for p in &got.items {
-            let (history, appointments, sets, feedback) = rt.block_on(async {
-                Ok::<_, carelens_store::StoreError>((
-                    store.history(&p.id, &all).await?,
-                    store.appointments_for_patient(&p.id).await?,
-                    store.prediction_sets(&p.id).await?,
-                    store.feedback_for(&p.id).await?,
-                ))
-            })?;
-            writer.add_patient(carelens_analytics::PatientRecord {
-                patient: p,
-                history: &history,
-                appointments: &appointments,
-                prediction_sets: &sets,
-                feedback: &feedback,
-            })?;
-            bar.inc(1);
-        }
-        page = got.next;
-    }
+        None => bar.inc(1),
+    };
+    let (key, manifest) = ctx
+        .runtime
+        .block_on(export_to(ctx.store.as_ref(), ctx.objects.as_ref(), &dir, as_of, &key, stable, &progress))
+        .context("exporting the analytics snapshot")?;
     bar.finish_and_clear();
-    let mut manifest = writer.finish()?;
-    // Every part file into the object store (content-addressed), then the manifest.
-    let files = manifest.files().count() as u64;
-    let bar = ctx.progress(files, "uploading");
-    for f in manifest.files_mut() {
-        let bytes = fs_err::read(dir.join(&f.path))?;
-        let key = rt.block_on(ctx.objects.put(bytes)).with_context(|| format!("storing {}", f.path))?;
-        f.object_key = Some(key.as_str().to_owned());
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    manifest.write(&dir)?;
-    let text = fs_err::read(dir.join(MANIFEST))?;
-    let key = rt.block_on(ctx.objects.put(text)).context("storing the manifest")?;
-    rt.block_on(ctx.store.set_meta(SNAPSHOT_META, key.as_str())).context("recording the snapshot")?;
     let dir = if out.is_none() {
         let cached = cache_dir(ctx).join(cache_name(&key));
         if cached.exists() {
