@@ -30,7 +30,8 @@ fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
     assert_eq!(remote["stats"]["backend"], "mongodb");
     assert!(remote["stats"]["objects"].as_str().unwrap().starts_with("s3://carelens-e2e/demo"));
 
-    let local = Carelens::new().json(&["--models", &models, "demo", "--no-serve", "--patients", "300"]);
+    let lc = Carelens::new();
+    let local = lc.json(&["--models", &models, "demo", "--no-serve", "--patients", "300"]);
     assert_eq!(remote["population"]["summary"]["hash"], local["population"]["summary"]["hash"]);
     for key in [
         "patients",
@@ -52,6 +53,22 @@ fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
         assert_eq!(rp[key], lp[key], "{key}");
     }
     assert_eq!(remote["example"]["predictions"], local["example"]["predictions"]);
+
+    // Analytics: the snapshot's files went to S3; without the local copy they come back from
+    // there, and every KPI is identical to the embedded backend's (pseudonyms differ, results
+    // do not).
+    std::fs::remove_dir_all(c.data_dir().join("analytics")).unwrap();
+    let list = lc.json(&["kpi", "list"]);
+    for kpi in list.as_array().unwrap() {
+        let name = kpi["name"].as_str().unwrap();
+        let out = run(&["--json", "kpi", "run", name, "--k", "5"]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let l = lc.json(&["kpi", "run", name, "--k", "5"]);
+        assert_eq!(r, l, "{name} differs between MongoDB + S3 and the embedded store");
+        assert!(!r["rows"].as_array().unwrap().is_empty() || name == "confirmation_rate", "{name}: no rows");
+    }
+    assert!(c.data_dir().join("analytics").exists(), "the snapshot was downloaded from S3");
 
     // Running again reuses the population stored in MongoDB.
     let again = run(&["--json", "demo", "--no-serve"]);

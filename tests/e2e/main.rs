@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod analytics;
 mod backends;
 mod bad_input;
 mod cli;

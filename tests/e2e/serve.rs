@@ -404,6 +404,32 @@ fn a_doctor_signs_in_sees_a_heatmap_and_confirms_a_diagnosis_in_chromium() {
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
 
+    // An analyst in the same web view: population KPIs from the demo's snapshot, with a
+    // server-drawn chart and a table that marks suppressed cells.
+    browser.click("#signout");
+    browser.wait_for("the sign-in form again", "return !document.querySelector('#login-view').hidden");
+    browser.eval("document.querySelector('#username').value = ''");
+    let (analyst, analyst_pw) = login_of(&demo, "analyst");
+    browser.type_into("#username", analyst);
+    browser.type_into("#password", analyst_pw);
+    browser.click("#signin");
+    browser.wait_for("the KPI catalogue", "return document.querySelectorAll('#kpi-name option').length");
+    browser.eval(
+        "const s = document.querySelector('#kpi-name'); s.value = 'vaccination_coverage'; s.dispatchEvent(new Event('change'))",
+    );
+    browser.wait_for(
+        "a drawn chart with its table",
+        "const i = document.querySelector('#kpi-chart');
+         return i.complete && i.naturalWidth > 0 && document.querySelector('#kpi-status').textContent.startsWith('Vaccination')
+           && document.querySelector('#kpi-table tbody').rows.length > 0",
+    );
+    let rows = browser.eval("return [...document.querySelectorAll('#kpi-table tbody tr')].map(r => r.textContent)");
+    let rows: Vec<String> = rows.as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    assert!(rows.iter().any(|r| r.starts_with("covid19_2") && r.contains('%')), "{rows:?}");
+    let shot = artifacts().join("analyst-view.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+
     // The verdict is in the store, attributed to the doctor.
     let http = Http::new(&server.url);
     let token = http.login(user, password);

@@ -130,6 +130,7 @@ fn test(root: &Path) -> Result<()> {
         .env("CARELENS_REQUIRE_SERVERS", "1");
     cmd.env("CARELENS_PYDICOM_DIR", servers::pydicom_files(root)?);
     cmd.env("CARELENS_WDBC_CSV", servers::wdbc_csv()?);
+    cmd.env("CARELENS_NOTEBOOK_PYTHON", venv_python("notebook-venv", NOTEBOOK_PACKAGES)?);
     if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
         let shared = root.join("../shared/datasets");
         if shared.is_dir() {
@@ -325,8 +326,17 @@ fn bench_imaging(root: &Path, seconds: f64) -> Result<()> {
 
 /// The Python environment of the benchmark peers (shared by `bench-imaging` and `bench-ml`).
 fn bench_python(packages: &[&str]) -> Result<PathBuf> {
-    let venv =
-        target_dir()?.parent().map_or_else(|| target_dir().unwrap_or_default().join("venv"), |p| p.join("bench-venv"));
+    venv_python("bench-venv", packages)
+}
+
+/// The analysts' notebooks run headless in the e2e suite with these (pinned) packages.
+pub const NOTEBOOK_PACKAGES: &[&str] =
+    &["polars==2.1.0", "matplotlib==3.11.2", "nbclient==0.11.0", "nbformat==5.11.1", "ipykernel==7.4.0"];
+
+/// A Python in a virtual environment beside the target directory, with `packages` installed
+/// (idempotent: pip only checks what is already there).
+fn venv_python(name: &str, packages: &[&str]) -> Result<PathBuf> {
+    let venv = target_dir()?.parent().map_or_else(|| target_dir().unwrap_or_default().join(name), |p| p.join(name));
     let python = venv.join("bin/python");
     if !python.is_file() {
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;

@@ -235,13 +235,17 @@ async function loadKpis() {
 }
 
 let chartUrl = null;
+let kpiRun = 0;
 async function runKpi(ev) {
   if (ev) ev.preventDefault();
+  const mine = ++kpiRun;
   $("#kpi-status").textContent = "Computing…";
   try {
     const [chart, result] = await Promise.all([api(kpiParams("svg")), api(kpiParams()).then((r) => r.json())]);
+    const blob = await chart.blob();
+    if (mine !== kpiRun) return; // a newer request owns the view
     if (chartUrl) URL.revokeObjectURL(chartUrl);
-    chartUrl = URL.createObjectURL(await chart.blob());
+    chartUrl = URL.createObjectURL(blob);
     $("#kpi-chart").src = chartUrl;
     $("#kpi-chart").alt = `Chart: ${result.title}`;
     const cols = [...result.key_columns, ...result.measures];
@@ -256,7 +260,7 @@ async function runKpi(ev) {
     $("#kpi-status").textContent = `${result.title}, ${result.from} to ${result.to}: ${result.rows.length} cells` +
       (result.suppressed_cells ? `, ${result.suppressed_cells} suppressed (fewer than ${result.k} persons, or protecting such a cell).` : ".");
   } catch (e) {
-    $("#kpi-status").textContent = e.message;
+    if (mine === kpiRun) $("#kpi-status").textContent = e.message;
   }
 }
 
