@@ -748,7 +748,7 @@ fn confirmation_sql(w: &Window) -> String {
 
 fn calibration_sql(w: &Window) -> String {
     format!(
-        "SELECT pr.code3 AS code, {sel}AVG(pr.probability) AS mean_predicted,\n  \
+        "SELECT pr.code3 AS code, {sel}SUM(CAST(ROUND(pr.probability * 1000000) AS BIGINT)) AS micro_predicted,\n  \
            SUM(CASE WHEN d.pid IS NOT NULL THEN 1 ELSE 0 END) AS numerator, COUNT(*) AS denominator,\n  \
            COUNT(DISTINCT pr.pid) AS persons, COUNT(DISTINCT d.pid) AS case_persons\n\
          FROM predictions pr LEFT JOIN (SELECT DISTINCT pid, code3 FROM events\n  \
@@ -941,8 +941,9 @@ pub fn run_in(ctx: &mut SQLContext, as_of: NaiveDate, def: &KpiDef, q: &Query) -
         Kind::Calibration => {
             result.measures = vec!["value", "mean_predicted", "observed", "numerator", "denominator"];
             for (i, keys) in keys.into_iter().enumerate() {
-                let (x, n, m) =
-                    (frame.num("numerator", i), frame.num("denominator", i), frame.opt("mean_predicted", i));
+                // Summed as integer millionths: exact, so identical whatever order rows arrive in.
+                let (x, n) = (frame.num("numerator", i), frame.num("denominator", i));
+                let m = frame.opt("micro_predicted", i).filter(|_| n > 0.0).map(|s| s / 1e6 / n);
                 let observed = (n > 0.0).then(|| x / n);
                 result.rows.push(Row {
                     keys,
@@ -1025,13 +1026,16 @@ fn standardise(frame: &Frame<'_>, keys: Vec<Vec<String>>, result: &mut KpiResult
     // The age band is the last key: collect the bands per remaining key.
     result.measures = vec!["value", "ci_low", "ci_high", "crude", "numerator", "denominator"];
     let weights: BTreeMap<&str, f64> = ESP2013.iter().copied().collect();
-    let mut groups: BTreeMap<Vec<String>, Vec<(f64, f64, f64)>> = BTreeMap::new();
+    // Bands keyed by name: SQL returns rows in any order, and summing in a fixed order makes
+    // the result identical to the last bit on every run and backend.
+    let mut groups: BTreeMap<Vec<String>, BTreeMap<String, (f64, f64, f64)>> = BTreeMap::new();
     for (i, mut k) in keys.into_iter().enumerate() {
         let band = k.pop().unwrap_or_default();
         let w = weights.get(band.as_str()).copied().unwrap_or(0.0);
-        groups.entry(k).or_default().push((w, frame.num("numerator", i), frame.num("denominator", i)));
+        groups.entry(k).or_default().insert(band, (w, frame.num("numerator", i), frame.num("denominator", i)));
     }
     for (keys, bands) in groups {
+        let bands: Vec<(f64, f64, f64)> = bands.into_values().collect();
         let present: Vec<_> = bands.iter().filter(|b| b.2 > 0.0).collect();
         let wsum: f64 = present.iter().map(|b| b.0).sum();
         let (x, n): (f64, f64) = (bands.iter().map(|b| b.1).sum(), bands.iter().map(|b| b.2).sum());
