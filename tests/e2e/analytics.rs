@@ -135,3 +135,49 @@ fn notebooks_run_against(snapshot: &std::path::Path) {
         eprintln!("notebook ran: {}", out.display());
     }
 }
+
+/// The catalogue's SQL is portable: Apache Spark (local mode) runs two KPIs' queries on the
+/// same snapshot and counts what carelens counts, when a Python with pyspark is given
+/// (`cargo xtask test` makes one).
+#[test]
+fn spark_runs_the_same_kpi_sql_and_agrees() {
+    let Some(python) = std::env::var_os("CARELENS_SPARK_PYTHON") else {
+        assert!(
+            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
+            "CARELENS_SPARK_PYTHON must name a Python with pyspark (cargo xtask test sets it)"
+        );
+        eprintln!("SKIPPED: Spark cross-check (set CARELENS_SPARK_PYTHON; cargo xtask test does)");
+        return;
+    };
+    let c = Carelens::new();
+    c.ok(&["generate", "--patients", "300", "--seed", "5"]);
+    let snap = c.dir.path().join("snapshot");
+    c.json(&["export", "analytics", "--out", snap.to_str().unwrap()]);
+    let script = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("e2e/spark_check.py");
+    for (kpi, by, keys) in
+        [("prevalence", "sex", vec!["code", "sex"]), ("no_show_rate", "specialty", vec!["specialty"])]
+    {
+        let ours = c.json(&["kpi", "run", kpi, "--by", by, "--k", "1", "--snapshot", snap.to_str().unwrap()]);
+        let sql_file = c.dir.path().join(format!("{kpi}.sql"));
+        std::fs::write(&sql_file, ours["sql"].as_str().unwrap()).unwrap();
+        let out = std::process::Command::new(&python).arg(&script).arg(&snap).arg(&sql_file).output().unwrap();
+        assert!(out.status.success(), "spark on {kpi}: {}", String::from_utf8_lossy(&out.stderr));
+        let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let key =
+            |r: &serde_json::Value| keys.iter().map(|k| r[*k].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>();
+        let count = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        let ours_rows = ours["rows"].as_array().unwrap();
+        let theirs_rows = theirs.as_array().unwrap();
+        assert_eq!(ours_rows.len(), theirs_rows.len(), "{kpi}: cells");
+        assert!(!ours_rows.is_empty());
+        for r in ours_rows {
+            let t = theirs_rows
+                .iter()
+                .find(|t| key(t) == key(r))
+                .unwrap_or_else(|| panic!("{kpi}: Spark has no {:?}", key(r)));
+            assert_eq!(count(&r["numerator"]), count(&t["numerator"]), "{kpi} {:?}", key(r));
+            assert_eq!(count(&r["denominator"]), count(&t["denominator"]), "{kpi} {:?}", key(r));
+        }
+        eprintln!("spark agrees on {kpi}: {} cells", ours_rows.len());
+    }
+}

@@ -10,6 +10,8 @@
 //!   scikit-learn), with AUROCs and ratios. Installs torch + scikit-learn into a venv (~6 GB).
 //! - `bench-serve [SECONDS]`: prediction-set reads over HTTP under 32 concurrent connections
 //!   (requests/s, p50/p99), carelens vs a Flask peer (gunicorn) on the same store and JSON.
+//! - `bench-kpi [N]`: a synthetic population of N patients (default 1 000 000) as an analytics
+//!   snapshot, then the whole KPI catalogue timed, beside six KPIs written in pandas.
 //! - `bench-generate [N]`: release build, then time population generation (N patients,
 //!   default 100 000): generation alone vs generation + SQLite writes, 1 thread vs all.
 
@@ -57,9 +59,10 @@ fn real_main() -> Result<()> {
             args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0),
         ),
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
+        "bench-kpi" => bench_kpi(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(1_000_000)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-ml [SECONDS] | bench-generate [PATIENTS] | bench-store [PATIENTS] [OBJECTS] | bench-serve [SECONDS]>"
+                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-ml [SECONDS] | bench-generate [PATIENTS] | bench-kpi [PATIENTS] | bench-store [PATIENTS] [OBJECTS] | bench-serve [SECONDS]>"
             );
             bail!("unknown task `{task}`")
         }
@@ -131,6 +134,8 @@ fn test(root: &Path) -> Result<()> {
     cmd.env("CARELENS_PYDICOM_DIR", servers::pydicom_files(root)?);
     cmd.env("CARELENS_WDBC_CSV", servers::wdbc_csv()?);
     cmd.env("CARELENS_NOTEBOOK_PYTHON", venv_python("notebook-venv", NOTEBOOK_PACKAGES)?);
+    // Apache Spark in local mode runs two KPIs' SQL on the same snapshot (needs Java 17+).
+    cmd.env("CARELENS_SPARK_PYTHON", venv_python("spark-venv", &["pyspark==4.3.0"])?);
     if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
         let shared = root.join("../shared/datasets");
         if shared.is_dir() {
@@ -158,8 +163,15 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
 /// everyone else reaches it through their traits. Dev-dependencies are exempt: a test may open
 /// a store file to corrupt it.
 /// Crates that do no IO: no path to any backend library at all.
-const PURE: &[&str] =
-    &["carelens-domain", "carelens-synth", "carelens-imaging", "carelens-phantom", "carelens-ml", "carelens-features"];
+const PURE: &[&str] = &[
+    "carelens-domain",
+    "carelens-synth",
+    "carelens-imaging",
+    "carelens-phantom",
+    "carelens-ml",
+    "carelens-features",
+    "carelens-analytics",
+];
 
 fn check_boundaries() -> Result<()> {
     let meta = output(cargo().args(["metadata", "--format-version", "1", "--no-deps"]))?;
@@ -343,6 +355,65 @@ fn venv_python(name: &str, packages: &[&str]) -> Result<PathBuf> {
     }
     run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(packages))?;
     Ok(python)
+}
+
+/// The KPI catalogue on a snapshot of N synthetic patients, beside the pandas peer.
+fn bench_kpi(root: &Path, patients: u64) -> Result<()> {
+    let python = bench_python(&["pandas==3.1.1", "pyarrow==26.0.1"])?;
+    let dir = target_dir()?.join("bench-kpi-snapshot");
+    let out = output(
+        cargo()
+            .args(["bench", "--locked", "-q", "-p", "carelens-analytics", "--bench", "kpi", "--"])
+            .arg(patients.to_string())
+            .arg(&dir),
+    )?;
+    let ours: serde_json::Value = serde_json::from_str(out.trim()).context("the KPI bench's output")?;
+    let peer = root.join("crates/carelens-analytics/benches/pandas_peer.py");
+    let theirs: serde_json::Value = serde_json::from_str(output(Command::new(&python).arg(&peer).arg(&dir))?.trim())
+        .context("the pandas peer's output")?;
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "KPI benchmark: {} patients, {} history events, {} snapshot rows in {} files ({:.0} MiB), {cores} cores",
+        ours["patients"],
+        ours["events"],
+        ours["rows"],
+        ours["files"],
+        f(&ours["bytes"]) / 1048576.0
+    );
+    println!(
+        "generate + write the snapshot: {:.1} s (snapshot writing {:.1} s)",
+        f(&ours["generate_and_write_seconds"]),
+        f(&ours["snapshot_write_seconds"])
+    );
+    println!(
+        "full catalogue ({} KPIs): {:.2} s warm, {:.2} s first run; peak memory {:.0} MiB",
+        ours["kpis"].as_array().map_or(0, Vec::len),
+        f(&ours["catalogue_seconds"]),
+        f(&ours["catalogue_seconds_cold"]),
+        f(&ours["peak_rss_mib"])
+    );
+    println!(
+        "\n| KPI | carelens (polars SQL, streaming) | pandas {} | ratio |",
+        theirs["pandas"].as_str().unwrap_or("?")
+    );
+    println!("|---|---|---|---|");
+    let (mut sum_ours, mut sum_theirs) = (0.0, 0.0);
+    for k in ours["kpis"].as_array().into_iter().flatten() {
+        let name = k["name"].as_str().unwrap_or("?");
+        let mine = f(&k["seconds"]);
+        match theirs["kpis"].get(name).map(f) {
+            Some(p) => {
+                sum_ours += mine;
+                sum_theirs += p;
+                println!("| {name} | {mine:.3} s | {p:.3} s | {:.1}× |", p / mine);
+            }
+            None => println!("| {name} | {mine:.3} s | – | |"),
+        }
+    }
+    println!("| the six in both | {sum_ours:.3} s | {sum_theirs:.3} s | {:.1}× |", sum_theirs / sum_ours);
+    println!("pandas peak memory {:.0} MiB", f(&theirs["peak_rss_mib"]));
+    Ok(())
 }
 
 /// Image network and tabular model benchmarks against PyTorch and scikit-learn.

@@ -31,7 +31,7 @@ fn label_of(r: &KpiResult, keys: &[String], skip: &[&str]) -> String {
 pub fn svg(r: &KpiResult) -> String {
     let mut text = String::new();
     {
-        let rows = r.rows.len().min(MAX_BARS).max(1);
+        let rows = r.rows.len().clamp(1, MAX_BARS);
         let height = if r.period.is_some() { 420 } else { (90 + 22 * rows) as u32 };
         let area = SVGBackend::with_string(&mut text, (760, height.max(220))).into_drawing_area();
         let drawn = area
@@ -56,7 +56,9 @@ fn lines(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
     let mut periods: Vec<String> = r.rows.iter().map(|row| row.keys[p].clone()).collect();
     periods.sort();
     periods.dedup();
-    let mut series: Vec<(String, Vec<(usize, Option<f64>)>)> = Vec::new();
+    // One line per series name: (period index, value or a gap).
+    type Series = (String, Vec<(usize, Option<f64>)>);
+    let mut series: Vec<Series> = Vec::new();
     for row in &r.rows {
         let name = label_of(r, &row.keys, &["period"]);
         let x = periods.iter().position(|q| *q == row.keys[p]).unwrap_or(0);
@@ -141,6 +143,8 @@ fn bars(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
         .fold(0f64, f64::max)
         * scale;
     let hi = if hi <= 0.0 { 1.0 } else { hi * 1.1 };
+    // Proportions end at 100 %.
+    let hi = if is_percent(r) { hi.min(100.0) } else { hi };
     let lo = rows.iter().filter_map(|row| row.values[0]).fold(0f64, f64::min) * scale;
     let labels: Vec<String> = rows.iter().map(|row| label_of(r, &row.keys, &["trend"])).collect();
     let caption = if r.rows.len() > MAX_BARS {

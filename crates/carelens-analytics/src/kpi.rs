@@ -1028,7 +1028,9 @@ fn standardise(frame: &Frame<'_>, keys: Vec<Vec<String>>, result: &mut KpiResult
     let weights: BTreeMap<&str, f64> = ESP2013.iter().copied().collect();
     // Bands keyed by name: SQL returns rows in any order, and summing in a fixed order makes
     // the result identical to the last bit on every run and backend.
-    let mut groups: BTreeMap<Vec<String>, BTreeMap<String, (f64, f64, f64)>> = BTreeMap::new();
+    // Per stratum, per band: (ESP weight, numerator, denominator).
+    type Bands = BTreeMap<String, (f64, f64, f64)>;
+    let mut groups: BTreeMap<Vec<String>, Bands> = BTreeMap::new();
     for (i, mut k) in keys.into_iter().enumerate() {
         let band = k.pop().unwrap_or_default();
         let w = weights.get(band.as_str()).copied().unwrap_or(0.0);
@@ -1108,7 +1110,9 @@ fn incidence(frame: &Frame<'_>, keys: Vec<Vec<String>>, w: &Window, result: &mut
 fn add_trend(result: &mut KpiResult) {
     let Some(p) = result.key_columns.iter().position(|c| c == "period") else { return };
     // Rows are sorted, so a series' periods come in order; x is the period's position.
-    let mut points: BTreeMap<Vec<String>, (usize, Vec<(f64, f64)>)> = BTreeMap::new();
+    // Per series: (periods seen, (x, value) of the published ones).
+    type Points = (usize, Vec<(f64, f64)>);
+    let mut points: BTreeMap<Vec<String>, Points> = BTreeMap::new();
     for r in &result.rows {
         let mut k = r.keys.clone();
         k.remove(p);
@@ -1125,4 +1129,52 @@ fn add_trend(result: &mut KpiResult) {
         r.keys.push(t.map_or("n/a", |t| t.direction.as_str()).to_owned());
     }
     result.key_columns.push("trend".into());
+}
+
+/// The catalogue as Markdown: every KPI's definition, strata, default window and the SQL it
+/// runs (for a snapshot taken on `as_of`). `KPIS.md` beside this crate is this text.
+pub fn catalogue_markdown(as_of: NaiveDate) -> String {
+    let mut out = String::from(
+        "# The KPI catalogue\n\n\
+         Generated from `crates/carelens-analytics/src/kpi.rs` (`CARELENS_BLESS=1 cargo test -p carelens-analytics` \
+         rewrites it; a test fails when it is out of date). Every KPI is one SQL query over the snapshot tables, \
+         run by polars SQL on the streaming engine; Rust adds rates, 95 % intervals, person-years, age \
+         standardisation, trends and small-cell suppression.\n\n\
+         **Suppression.** A cell is suppressed when any of its person counts (numerator persons, denominator \
+         persons) is below k (default 11; numerators of 0 are published). Then, in every group of cells that differ \
+         in one stratum only, a lone suppressed cell is joined by the published cell with the fewest persons, until \
+         no group has exactly one (complementary suppression). Suppressed cells keep their keys, lose every measure \
+         and are marked `suppressed` in every format.\n\n\
+         **Windows.** `--to` defaults to the snapshot's date (model-monitoring KPIs: the day the snapshot was \
+         written, since prediction sets and verdicts are dated when made); `--from` defaults to the KPI's window \
+         length before it. SQL below is for the default window of a snapshot taken on ",
+    );
+    out.push_str(&format!("{as_of}.\n"));
+    for def in CATALOGUE {
+        out.push_str(&format!("\n## `{}`: {}\n\n", def.name, def.title));
+        out.push_str(&format!("{}\n\n", def.definition.split_whitespace().collect::<Vec<_>>().join(" ")));
+        out.push_str(&format!("- unit: {}\n", def.unit));
+        out.push_str(&format!("- strata (`--by`): {}\n", def.allowed().join(", ")));
+        if !def.default_by.is_empty() {
+            out.push_str(&format!("- default strata: {}\n", def.default_by.join(", ")));
+        }
+        out.push_str(&format!("- default window: {} days\n", def.window_days));
+        if def.name == "vaccination_coverage" {
+            out.push_str(
+                "\n| schedule entry | vaccine (ATC) | doses | counted | cohort (age) |\n|---|---|---|---|---|\n",
+            );
+            for s in SCHEDULE {
+                let rule = match s.rule {
+                    DoseRule::BeforeAge(a) => format!("given before age {a}"),
+                    DoseRule::Within(d) => format!("within {d} days"),
+                    DoseRule::Ever => "ever".into(),
+                };
+                let hi = if s.cohort.1 >= 200 { "".into() } else { s.cohort.1.to_string() };
+                out.push_str(&format!("| {} | {} | {} | {rule} | {}–{hi} |\n", s.key, s.atc, s.doses, s.cohort.0));
+            }
+        }
+        let sql = def.sql(&Query::default(), as_of).unwrap_or_default();
+        out.push_str(&format!("\n```sql\n{sql}\n```\n"));
+    }
+    out
 }

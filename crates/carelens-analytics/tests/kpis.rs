@@ -1,6 +1,8 @@
 //! Every KPI against values computed by hand on a fixed population of 20 persons, written
 //! through `SnapshotWriter` and read back from Parquet.
 
+#![allow(clippy::unwrap_used)]
+
 use carelens_analytics::snapshot::{MANIFEST, Manifest};
 use carelens_analytics::{
     AnalyticsError, KpiResult, PatientRecord, Period, Query, Snapshot, SnapshotWriter, find, run,
@@ -550,4 +552,19 @@ fn snapshot_is_pseudonymised_and_partitioned() {
     }
     // Writing into a non-empty directory is refused.
     assert!(SnapshotWriter::create(&dir, d(2026, 6, 30), b"0123456789abcdef", false).is_err());
+}
+
+#[test]
+fn the_catalogue_document_is_current() {
+    let text = carelens_analytics::kpi::catalogue_markdown(d(2026, 10, 1));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("KPIS.md");
+    if std::env::var_os("CARELENS_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == text,
+        "{} is out of date: run CARELENS_BLESS=1 cargo test -p carelens-analytics",
+        path.display()
+    );
 }

@@ -213,7 +213,15 @@ pub struct KpiQuery {
     pub format: Option<String>,
 }
 
-async fn run_kpi(state: &AppState, name: &str, q: &KpiQuery) -> ApiResult<carelens_analytics::KpiResult> {
+/// The role check, the parameters, the snapshot and the run, shared by the JSON/CSV and
+/// chart endpoints.
+async fn run_kpi(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+    q: &KpiQuery,
+) -> ApiResult<carelens_analytics::KpiResult> {
+    session.require(state, ANALYSTS, "kpis").await?;
     let def = carelens_analytics::find(name).map_err(|e| ApiError::new(ErrorCode::KpiNotFound, e.to_string()))?;
     let min_k = carelens_analytics::kpi::DEFAULT_K;
     let k = q.k.unwrap_or(min_k);
@@ -250,9 +258,12 @@ pub async fn get_kpi(
     UrlPath(name): UrlPath<String>,
     Params(q): Params<KpiQuery>,
 ) -> ApiResult<Response> {
-    session.require(&state, ANALYSTS, "kpis").await?;
-    let result = run_kpi(&state, &name, &q).await?;
-    Ok(match q.format.as_deref().unwrap_or("json") {
+    let format = q.format.as_deref().unwrap_or("json");
+    if !matches!(format, "json" | "csv") {
+        return Err(ApiError::new(ErrorCode::InvalidInput, format!("unknown format `{format}`; use json or csv")));
+    }
+    let result = run_kpi(&state, &session, &name, &q).await?;
+    Ok(match format {
         "csv" => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -261,10 +272,7 @@ pub async fn get_kpi(
             output::to_csv(&result),
         )
             .into_response(),
-        "json" => Json(output::to_json(&result)).into_response(),
-        other => {
-            return Err(ApiError::new(ErrorCode::InvalidInput, format!("unknown format `{other}`; use json or csv")));
-        }
+        _ => Json(output::to_json(&result)).into_response(),
     })
 }
 
@@ -282,8 +290,7 @@ pub async fn get_kpi_chart(
     UrlPath(name): UrlPath<String>,
     Params(q): Params<KpiQuery>,
 ) -> ApiResult<Response> {
-    session.require(&state, ANALYSTS, "kpis").await?;
-    let result = run_kpi(&state, &name, &q).await?;
+    let result = run_kpi(&state, &session, &name, &q).await?;
     let svg = carelens_analytics::chart::svg(&result);
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
