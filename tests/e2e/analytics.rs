@@ -27,9 +27,14 @@ fn export_analytics_then_every_kpi_in_every_format() {
     assert!(tables.iter().any(|(n, rows)| n == "predictions" && *rows > 1000), "{tables:?}");
     assert!(tables.iter().any(|(n, rows)| n == "events" && *rows > 4000), "{tables:?}");
     assert!(out.join("manifest.json").is_file());
-    assert!(
-        out.join("events").read_dir().unwrap().any(|e| e.unwrap().file_name().to_str().unwrap().starts_with("year="))
-    );
+    // History events by kind and year, appointments by year and month.
+    assert!(out.join("events/kind=diagnosis").read_dir().unwrap().any(|e| {
+        let e = e.unwrap();
+        e.file_name().to_str().unwrap().starts_with("year=") && e.path().join("part-00000.parquet").is_file()
+    }));
+    assert!(out.join("appointments").read_dir().unwrap().all(|e| {
+        e.unwrap().path().read_dir().unwrap().all(|m| m.unwrap().file_name().to_str().unwrap().starts_with("month="))
+    }));
 
     // Every KPI runs on the recorded snapshot with its defaults, and the JSON says how.
     let list = c.json(&["kpi", "list"]);

@@ -17,9 +17,10 @@ as_of = pd.Timestamp(manifest["as_of"])
 K = 11
 
 
-def read(table, columns):
-    """The table's Parquet dataset (pyarrow discovers the Hive partitions), dates as datetime64."""
-    df = pd.read_parquet(snap / table, columns=columns)
+def read(table, columns, filters=None):
+    """The table's Parquet dataset (pyarrow discovers the Hive partitions and prunes them by
+    `filters`, as carelens prunes by the kind), dates as datetime64."""
+    df = pd.read_parquet(snap / table, columns=columns, filters=filters)
     for c in ("date", "until", "start", "booked", "created"):
         if c in df:
             df[c] = pd.to_datetime(df[c])
@@ -50,7 +51,7 @@ patients = read("patients", None)
 
 @timed("prevalence")
 def _():
-    ev = read("events", ["pid", "date", "kind", "code3", "chapter", "status"])
+    ev = read("events", ["pid", "date", "kind", "code3", "chapter", "status"], [("kind", "=", "diagnosis")])
     ev = ev[(ev.kind == "diagnosis") & (ev.date <= as_of) & ((ev.status == "active") | (ev.date >= frm))]
     cases = ev.groupby(["code3", "chapter"]).pid.nunique().rename("numerator").reset_index()
     cases["denominator"] = len(patients)
@@ -61,7 +62,7 @@ def _():
 @timed("incidence")
 def _():
     start = as_of - pd.Timedelta(days=3 * 365 - 1)
-    ev = read("events", ["pid", "date", "kind", "code3", "is_first"])
+    ev = read("events", ["pid", "date", "kind", "code3", "is_first"], [("kind", "=", "diagnosis")])
     ev = ev[(ev.kind == "diagnosis") & ev.is_first & (ev.date <= as_of)]
     ev["period"] = ev.date.dt.to_period("Q").astype(str).where(ev.date >= start, "before")
     cases = ev.groupby(["code3", "period"]).pid.nunique().unstack(fill_value=0)
@@ -78,7 +79,7 @@ def _():
 
 @timed("vaccination_coverage")
 def _():
-    ev = read("events", ["pid", "date", "kind", "code", "age"])
+    ev = read("events", ["pid", "date", "kind", "code", "age"], [("kind", "=", "vaccination")])
     ev = ev[ev.kind == "vaccination"]
     out = []
     for key, atc, doses, rule, lo, hi in [
@@ -123,7 +124,8 @@ def _():
 
 @timed("polypharmacy")
 def _():
-    ev = read("events", ["pid", "date", "kind", "code", "until"])
+    ev = read("events", ["pid", "date", "kind", "code", "until"],
+              [("kind", "in", ["medication", "psychiatric_medication"])])
     m = ev[ev.kind.isin(["medication", "psychiatric_medication"]) & (ev.date <= as_of) & (ev.until.isna() | (ev.until >= as_of))]
     n = m.groupby("pid").code.nunique()
     poly = patients.pid.map(n).fillna(0) >= 5

@@ -1,6 +1,13 @@
 //! The analytics snapshot: the store's histories, appointments, capacity, prediction sets and
-//! feedback as pseudonymised Parquet, partitioned by year and month (Hive layout, zstd), with
-//! a manifest. KPIs read snapshots, never the operational store.
+//! feedback as pseudonymised Parquet in the Hive layout (zstd), with a manifest. KPIs read
+//! snapshots, never the operational store.
+//!
+//! Partitioning: appointments, capacity, prediction sets and feedback by `year`/`month` (they
+//! are dated near the present and KPIs window them by month); history events by `kind`/`year`
+//! (a history spans a lifetime, and every KPI filters on the kind: a month level made tens of
+//! thousands of files of a few hundred rows and scans twenty times slower). One file per
+//! partition: each is written by a writer kept open over the whole export, a row group per
+//! buffered chunk.
 //!
 //! Pseudonymised means: patients are an HMAC of their Health ID (`pid`, 16 hex characters),
 //! there are no names and no birth dates (age in completed years at `as_of`, its ESP 2013 band,
@@ -25,14 +32,26 @@ use crate::error::{AnalyticsError, Result, file_error};
 use crate::stats::age_band;
 
 /// The snapshot layout this version writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// The manifest's `format` value.
 pub const FORMAT: &str = "carelens-analytics-snapshot";
 pub const MANIFEST: &str = "manifest.json";
 /// The tables of a snapshot, in manifest order.
 pub const TABLES: [&str; 6] = ["patients", "events", "appointments", "capacity", "predictions", "feedback"];
-/// Buffered rows (all tables) before a chunk of part files is written: bounds memory.
+/// Buffered rows (all tables) before they are written as row groups: bounds memory.
 const FLUSH_ROWS: usize = 1_000_000;
+/// Part files kept open at once; past this every open file is finished and later rows of a
+/// partition go to its next part file (bounded file handles for any number of partitions).
+const MAX_OPEN_FILES: usize = 768;
+
+/// The Hive partition columns of a snapshot table, outermost first.
+pub fn partition_columns(table: &str) -> &'static [&'static str] {
+    match table {
+        "patients" => &[],
+        "events" => &["kind", "year"],
+        _ => &["year", "month"],
+    }
+}
 
 /// What the snapshot says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +70,7 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TableManifest {
-    /// Hive partition columns (`year`, `month`), empty for unpartitioned tables.
+    /// Hive partition columns (see [`partition_columns`]), empty for unpartitioned tables.
     pub partitioned_by: Vec<String>,
     pub rows: u64,
     pub files: Vec<FileEntry>,
@@ -356,13 +375,17 @@ struct ProviderInfo {
     rules: Vec<ScheduleRule>,
 }
 
-/// Writes a snapshot into an empty directory, a chunk of part files at a time.
+/// Writes a snapshot into an empty directory: rows are buffered, and every `FLUSH_ROWS` they
+/// are appended as row groups to their partitions' open part files.
 pub struct SnapshotWriter {
     dir: PathBuf,
     as_of: NaiveDate,
     key: Vec<u8>,
     stable: bool,
-    chunk: u32,
+    /// Open part files by partition directory (`events/kind=diagnosis/year=2024`).
+    open: BTreeMap<String, OpenPart>,
+    /// How many part files each partition directory has had (names the next one).
+    parts: HashMap<String, u32>,
     patients: PatientCols,
     events: EventCols,
     appointments: AppointmentCols,
@@ -387,7 +410,7 @@ impl SnapshotWriter {
         let tables = TABLES
             .iter()
             .map(|t| {
-                let partitioned_by = if *t == "patients" { vec![] } else { vec!["year".into(), "month".into()] };
+                let partitioned_by = partition_columns(t).iter().map(|c| c.to_string()).collect();
                 (t.to_string(), TableManifest { partitioned_by, ..Default::default() })
             })
             .collect();
@@ -396,7 +419,8 @@ impl SnapshotWriter {
             as_of,
             key: key.to_vec(),
             stable,
-            chunk: 0,
+            open: BTreeMap::new(),
+            parts: HashMap::new(),
             patients: PatientCols::default(),
             events: EventCols::default(),
             appointments: AppointmentCols::default(),
@@ -579,13 +603,11 @@ impl SnapshotWriter {
             + self.feedback.pid.len()
     }
 
-    /// Writes what is buffered as one chunk of part files.
+    /// Appends what is buffered to the part files.
     fn flush(&mut self) -> Result<()> {
         if self.buffered() == 0 {
             return Ok(());
         }
-        let chunk = self.chunk;
-        self.chunk += 1;
         let frames = [
             ("patients", self.patients.frame()?),
             ("events", self.events.frame()?),
@@ -594,31 +616,58 @@ impl SnapshotWriter {
             ("feedback", self.feedback.frame()?),
         ];
         for (table, df) in frames {
-            self.write_table(table, df, chunk)?;
+            self.write_table(table, df)?;
         }
         Ok(())
     }
 
-    fn write_table(&mut self, table: &str, df: DataFrame, chunk: u32) -> Result<()> {
+    fn write_table(&mut self, table: &str, df: DataFrame) -> Result<()> {
         if df.height() == 0 {
             return Ok(());
         }
-        let parts = if table == "patients" {
-            vec![(format!("{table}/part-{chunk:05}.parquet"), df)]
+        let keys = partition_columns(table);
+        let parts = if keys.is_empty() {
+            vec![(table.to_owned(), df)]
         } else {
             let mut parts = Vec::new();
-            for part in df.partition_by(["year", "month"], true)? {
-                let year = part.column("year")?.i32()?.get(0).unwrap_or_default();
-                let month = part.column("month")?.i32()?.get(0).unwrap_or_default();
-                let part = part.drop_many(["year", "month"]);
-                parts.push((format!("{table}/year={year}/month={month}/part-{chunk:05}.parquet"), part));
+            for part in df.partition_by(keys.iter().copied(), true)? {
+                let mut dir = table.to_owned();
+                for k in keys {
+                    let v = part.column(k)?.get(0)?;
+                    let v = v.get_str().map_or_else(|| v.to_string(), str::to_owned);
+                    dir.push_str(&format!("/{k}={v}"));
+                }
+                parts.push((dir, part.drop_many(keys.iter().copied())));
             }
             parts.sort_by(|a, b| a.0.cmp(&b.0));
             parts
         };
-        for (rel, mut part) in parts {
-            let entry = write_parquet(&self.dir, &rel, &mut part)?;
-            let t = self.tables.entry(table.to_owned()).or_default();
+        for (dir, mut part) in parts {
+            if !self.open.contains_key(&dir) && self.open.len() >= MAX_OPEN_FILES {
+                self.close_all()?;
+            }
+            let open = match self.open.entry(dir) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let n = self.parts.entry(v.key().clone()).or_default();
+                    let rel = format!("{}/part-{n:05}.parquet", v.key());
+                    *n += 1;
+                    v.insert(OpenPart::create(&self.dir, rel, part.schema())?)
+                }
+            };
+            part.align_chunks();
+            open.writer.write_batch(&part).map_err(|e| file_error(self.dir.join(&open.rel), e))?;
+            open.rows += part.height() as u64;
+        }
+        Ok(())
+    }
+
+    /// Finishes every open part file and lists it in the manifest.
+    fn close_all(&mut self) -> Result<()> {
+        for (_, open) in std::mem::take(&mut self.open) {
+            let table = open.rel.split('/').next().unwrap_or_default().to_owned();
+            let entry = open.finish(&self.dir)?;
+            let t = self.tables.entry(table).or_default();
             t.rows += entry.rows;
             t.files.push(entry);
         }
@@ -659,12 +708,16 @@ impl SnapshotWriter {
         rows
     }
 
-    /// Writes the last chunk, the capacity table and the manifest.
+    /// Writes the last rows, the capacity table and the manifest.
     pub fn finish(mut self) -> Result<Manifest> {
         self.flush()?;
         let cap = self.capacity();
         let df = capacity_frame(&cap)?;
-        self.write_table("capacity", df, 0)?;
+        self.write_table("capacity", df)?;
+        self.close_all()?;
+        for t in self.tables.values_mut() {
+            t.files.sort_by(|a, b| a.path.cmp(&b.path));
+        }
         let manifest = Manifest {
             format: FORMAT.into(),
             schema_version: SCHEMA_VERSION,
@@ -685,20 +738,36 @@ pub fn pseudonym(key: &[u8], id: &str) -> String {
     hex::encode(&mac.finalize().into_bytes()[..8])
 }
 
-fn write_parquet(dir: &Path, rel: &str, df: &mut DataFrame) -> Result<FileEntry> {
-    let path = dir.join(rel);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| file_error(parent, e))?;
+/// A part file being written, a row group per flush.
+struct OpenPart {
+    /// Relative to the snapshot directory.
+    rel: String,
+    writer: polars::io::parquet::write::BatchedWriter<File>,
+    rows: u64,
+}
+
+impl OpenPart {
+    fn create(dir: &Path, rel: String, schema: &Schema) -> Result<Self> {
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| file_error(parent, e))?;
+        }
+        let f = File::create(&path).map_err(|e| file_error(&path, e))?;
+        let writer = ParquetWriter::new(f)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(StatisticsOptions::full())
+            .batched(schema)
+            .map_err(|e| file_error(&path, e))?;
+        Ok(Self { rel, writer, rows: 0 })
     }
-    let f = File::create(&path).map_err(|e| file_error(&path, e))?;
-    let rows = df.height() as u64;
-    ParquetWriter::new(f)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
-        .finish(df)
-        .map_err(|e| file_error(&path, e))?;
-    let (sha256, bytes) = sha256_file(&path)?;
-    Ok(FileEntry { path: rel.to_owned(), rows, bytes, sha256, object_key: None })
+
+    fn finish(self, dir: &Path) -> Result<FileEntry> {
+        let path = dir.join(&self.rel);
+        self.writer.finish().map_err(|e| file_error(&path, e))?;
+        drop(self.writer);
+        let (sha256, bytes) = sha256_file(&path)?;
+        Ok(FileEntry { path: self.rel, rows: self.rows, bytes, sha256, object_key: None })
+    }
 }
 
 /// SHA-256 (hex) and length of a file, streamed.
@@ -750,7 +819,7 @@ impl Snapshot {
         Ok(Self { dir: dir.to_owned(), manifest })
     }
 
-    /// A lazy scan of one table (Hive partitions become `year` and `month` columns).
+    /// A lazy scan of one table (Hive partitions become columns).
     pub fn scan(&self, table: &str) -> Result<LazyFrame> {
         let Some(t) = self.manifest.tables.get(table) else {
             return Err(AnalyticsError::Invalid(format!("no snapshot table `{table}`")));
@@ -760,16 +829,22 @@ impl Snapshot {
         }
         let paths: Vec<PlRefPath> =
             t.files.iter().map(|f| PlRefPath::try_from_path(&self.dir.join(&f.path))).collect::<PolarsResult<_>>()?;
-        let hive = !t.partitioned_by.is_empty();
-        let args = ScanArgsParquet {
-            hive_options: if hive { HiveOptions::new_enabled() } else { HiveOptions::new_disabled() },
-            ..Default::default()
-        };
-        let lf = LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)?;
-        Ok(if hive {
-            lf.with_columns([col("year").cast(DataType::Int32), col("month").cast(DataType::Int32)])
+        // The partition columns get the written types (not whatever parses from the path),
+        // declared rather than cast so that filters on them still prune partitions.
+        let keys = partition_columns(table);
+        let hive_options = if keys.is_empty() {
+            HiveOptions::new_disabled()
         } else {
-            lf
-        })
+            let schema: Schema = keys
+                .iter()
+                .map(|c| {
+                    let dtype = if matches!(*c, "year" | "month") { DataType::Int32 } else { DataType::String };
+                    Field::new((*c).into(), dtype)
+                })
+                .collect();
+            HiveOptions { schema: Some(Arc::new(schema)), try_parse_dates: false, ..HiveOptions::new_enabled() }
+        };
+        let args = ScanArgsParquet { hive_options, ..Default::default() };
+        Ok(LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)?)
     }
 }

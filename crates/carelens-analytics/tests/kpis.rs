@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use carelens_analytics::snapshot::{MANIFEST, Manifest};
+use carelens_analytics::snapshot::{MANIFEST, Manifest, SCHEMA_VERSION};
 use carelens_analytics::{
     AnalyticsError, KpiResult, PatientRecord, Period, Query, Snapshot, SnapshotWriter, find, run,
 };
@@ -522,7 +522,14 @@ fn bad_queries_get_clear_errors() {
     let text = std::fs::read_to_string(&manifest).unwrap();
     let old = tmp.path().join("old");
     std::fs::create_dir_all(&old).unwrap();
-    std::fs::write(old.join(MANIFEST), text.replace("\"schema_version\": 1", "\"schema_version\": 0")).unwrap();
+    std::fs::write(
+        old.join(MANIFEST),
+        text.replace(
+            &format!("\"schema_version\": {SCHEMA_VERSION}"),
+            &format!("\"schema_version\": {}", SCHEMA_VERSION - 1),
+        ),
+    )
+    .unwrap();
     let err = Snapshot::open(&old).err().unwrap().to_string();
     assert!(err.contains("older") && err.contains("carelens export analytics"), "{err}");
     // A missing partition.
@@ -538,8 +545,13 @@ fn snapshot_is_pseudonymised_and_partitioned() {
     let dir = tmp.path().join("snap");
     let m = write(&dir);
     assert_eq!(m.tables["patients"].rows, 20);
-    assert!(m.tables["events"].files.iter().all(|f| f.path.starts_with("events/year=") && f.path.contains("/month=")));
-    assert!(m.tables["events"].files.iter().any(|f| f.path.contains("year=2026/month=1/")));
+    // Events by kind and year, one file per partition; the rest by year and month.
+    let events: Vec<&str> = m.tables["events"].files.iter().map(|f| f.path.as_str()).collect();
+    assert!(events.iter().all(|p| p.starts_with("events/kind=") && p.contains("/year=")), "{events:?}");
+    assert!(events.contains(&"events/kind=diagnosis/year=2026/part-00000.parquet"), "{events:?}");
+    assert!(events.iter().all(|p| p.ends_with("/part-00000.parquet")), "{events:?}");
+    let appts = &m.tables["appointments"].files;
+    assert!(appts.iter().any(|f| f.path.starts_with("appointments/year=2026/month=1/")), "{appts:?}");
     // No Health ID, name or birth date anywhere in the files.
     let f = fixture();
     for e in m.files() {
