@@ -171,6 +171,7 @@ const PURE: &[&str] = &[
     "carelens-ml",
     "carelens-features",
     "carelens-analytics",
+    "carelens-booking",
 ];
 
 fn check_boundaries() -> Result<()> {

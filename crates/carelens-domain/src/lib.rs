@@ -14,6 +14,7 @@ mod error;
 mod history;
 mod ids;
 mod patient;
+pub mod places;
 mod prediction;
 mod provider;
 mod user;

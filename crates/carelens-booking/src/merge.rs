@@ -1,0 +1,149 @@
+//! One set of openings from carelens's own schedule and every feed.
+//!
+//! Feed practitioners are matched to the directory by [`PractitionerKey`] (family name,
+//! street and number, postcode); a key two directory entries share is ambiguous and matches
+//! neither. The same opening listed on several platforms (same provider, same start) becomes
+//! one [`Opening`] with every source in its provenance. Openings of one provider never
+//! overlap: of two overlapping openings the one that starts first is kept and the other is
+//! dropped and counted (at equal starts the listings merge, and the own schedule's end and
+//! visit type win over a feed's), because the store guards a slot by its start and two
+//! overlapping starts could otherwise both be booked.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use carelens_domain::{InsuranceKind, Provider, ProviderId, Slot, VisitType};
+
+use crate::feeds::{ParsedFeed, Platform};
+use crate::normalise::PractitionerKey;
+
+/// Where an opening was listed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Provenance {
+    /// carelens's own schedule rules.
+    Own,
+    /// An external platform, with the practitioner's id there.
+    Feed { platform: Platform, external_id: String },
+}
+
+impl Provenance {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Own => "carelens".into(),
+            Self::Feed { platform, external_id } => format!("{} ({external_id})", platform.as_str()),
+        }
+    }
+}
+
+/// A bookable opening after merging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opening {
+    pub provider: ProviderId,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub visit_type: VisitType,
+    /// Insurance kinds it is for; empty means any the provider accepts.
+    pub insurance: Vec<InsuranceKind>,
+    pub sources: Vec<Provenance>,
+}
+
+/// Directory entries by practitioner key.
+pub struct Directory {
+    by_key: HashMap<PractitionerKey, Option<ProviderId>>,
+}
+
+impl Directory {
+    pub fn new<'a>(providers: impl IntoIterator<Item = &'a Provider>) -> Self {
+        let mut by_key: HashMap<PractitionerKey, Option<ProviderId>> = HashMap::new();
+        for p in providers {
+            by_key.entry(PractitionerKey::of(p)).and_modify(|v| *v = None).or_insert_with(|| Some(p.id.clone()));
+        }
+        Self { by_key }
+    }
+
+    /// The provider a key names, if exactly one does.
+    pub fn find(&self, key: &PractitionerKey) -> Option<&ProviderId> {
+        self.by_key.get(key).and_then(Option::as_ref)
+    }
+}
+
+/// A practitioner a feed lists that the directory does not know (or knows twice).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unmatched {
+    pub platform: Platform,
+    pub external_id: String,
+    pub practitioner: PractitionerKey,
+    pub openings: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MergeReport {
+    /// Sorted by provider, then start.
+    pub openings: Vec<Opening>,
+    /// Listings folded into an opening another source already had.
+    pub duplicates: usize,
+    /// Openings dropped because they overlap a kept opening of the same provider.
+    pub overlaps: usize,
+    pub unmatched: Vec<Unmatched>,
+}
+
+/// Merges own openings (from [`crate::schedule::own_openings`]) and parsed feeds.
+pub fn merge(directory: &Directory, own: &[Slot], feeds: &[ParsedFeed]) -> MergeReport {
+    let mut report = MergeReport::default();
+    // Candidates in priority order: own first, then each feed as given.
+    let mut candidates: Vec<Opening> = own
+        .iter()
+        .map(|s| Opening {
+            provider: s.provider.clone(),
+            start: s.start,
+            end: s.end,
+            visit_type: s.visit_type,
+            insurance: vec![],
+            sources: vec![Provenance::Own],
+        })
+        .collect();
+    let mut unmatched: BTreeMap<(Platform, String), Unmatched> = BTreeMap::new();
+    for feed in feeds {
+        for o in &feed.openings {
+            let Some(provider) = directory.find(&o.practitioner) else {
+                unmatched
+                    .entry((o.platform, o.external_id.clone()))
+                    .or_insert_with(|| Unmatched {
+                        platform: o.platform,
+                        external_id: o.external_id.clone(),
+                        practitioner: o.practitioner.clone(),
+                        openings: 0,
+                    })
+                    .openings += 1;
+                continue;
+            };
+            candidates.push(Opening {
+                provider: provider.clone(),
+                start: o.start,
+                end: o.end,
+                visit_type: o.visit_type,
+                insurance: o.insurance.clone(),
+                sources: vec![Provenance::Feed { platform: o.platform, external_id: o.external_id.clone() }],
+            });
+        }
+    }
+    report.unmatched = unmatched.into_values().collect();
+    // Stable sort keeps the priority order among equal starts.
+    candidates.sort_by(|a, b| (&a.provider, a.start).cmp(&(&b.provider, b.start)));
+    for c in candidates {
+        match report.openings.last_mut() {
+            Some(last) if last.provider == c.provider && last.start == c.start => {
+                report.duplicates += 1;
+                for s in c.sources {
+                    if !last.sources.contains(&s) {
+                        last.sources.push(s);
+                    }
+                }
+            }
+            Some(last) if last.provider == c.provider && c.start < last.end => report.overlaps += 1,
+            _ => report.openings.push(c),
+        }
+    }
+    report
+}
