@@ -28,3 +28,25 @@ pub mod schedule;
 pub mod search;
 
 pub use error::{BookingError, Result};
+
+use carelens_domain::{AppointmentId, HealthId};
+use sha2::{Digest, Sha256};
+
+/// The appointment id of a patient's booking request carrying idempotency key `key` (the
+/// client's `Idempotency-Key`): the same patient and key always give the same id, so a
+/// retried request books once (`Store::book` is insert-once by id). Keys of different
+/// patients never share an id, even when clients reuse simple keys.
+pub fn appointment_id(patient: &HealthId, key: &str) -> AppointmentId {
+    let mut h = Sha256::new();
+    h.update(b"carelens-booking-v1\0");
+    h.update(patient.as_str().as_bytes());
+    h.update(b"\0");
+    h.update(key.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    // An RFC 9562 version 8 (custom) UUID.
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    AppointmentId::from_u128(u128::from_be_bytes(b))
+}

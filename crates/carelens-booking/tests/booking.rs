@@ -353,3 +353,13 @@ fn reminders_and_calendar_file() {
     assert!(folded.split("\r\n").all(|l| l.len() <= 75));
     assert!(folded.replace("\r\n ", "").contains("Müller-Lüdenscheidt"));
 }
+
+#[test]
+fn idempotency_keys_map_to_one_appointment_id_per_patient() {
+    let (p, q) = (HealthId::from_number(1), HealthId::from_number(2));
+    let id = carelens_booking::appointment_id(&p, "retry-me");
+    assert_eq!(id, carelens_booking::appointment_id(&p, "retry-me"));
+    assert_ne!(id, carelens_booking::appointment_id(&q, "retry-me"));
+    assert_ne!(id, carelens_booking::appointment_id(&p, "retry-me-2"));
+    assert_eq!(id.to_string().as_bytes()[14], b'8', "{id}");
+}

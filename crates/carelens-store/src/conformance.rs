@@ -170,6 +170,9 @@ checks!(
     invalid_values_are_rejected_before_writing,
     pagination_visits_everything_once,
     one_booking_per_slot,
+    bookings_are_idempotent_by_id,
+    rescheduling_is_atomic,
+    booking_storm_books_each_slot_once,
     appointment_status_flow,
     providers_reviews_and_rules,
     prediction_set_versions,
@@ -327,6 +330,104 @@ async fn one_booking_per_slot(s: Arc<dyn Store>) {
     s.book(&second).await.unwrap();
     let day = s.appointments_for_provider(&dr, slot, slot + Duration::hours(1)).await.unwrap();
     assert_eq!(day.iter().map(|a| a.id).collect::<Vec<_>>(), vec![first.id, second.id, AppointmentId::from_u128(4)]);
+}
+
+async fn bookings_are_idempotent_by_id(s: Arc<dyn Store>) {
+    let (dr, p) = (ProviderId::from_number(1), HealthId::from_number(1));
+    let a = appointment(1, &p, &dr, time(2025, 3, 3, 9));
+    let first = s.book(&a).await.unwrap();
+    assert!(first.created);
+    // The retried request: nothing written, the stored appointment back.
+    let again = s.book(&a).await.unwrap();
+    assert!(!again.created);
+    assert_eq!(again.appointment, first.appointment);
+    // The same key for a different slot is refused, and books nothing.
+    let mut other = a.clone();
+    other.start += Duration::hours(1);
+    other.end += Duration::hours(1);
+    let err = s.book(&other).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }) && err.to_string().contains("idempotency key"), "{err}");
+    assert!(s.appointments_for_provider(&dr, other.start, other.end).await.unwrap().is_empty());
+    // A retry after the patient cancelled does not bring the appointment back.
+    s.set_appointment_status(&a.id, AppointmentStatus::Cancelled, a.start - Duration::days(1)).await.unwrap();
+    let late = s.book(&a).await.unwrap();
+    assert!(!late.created);
+    assert_eq!(late.appointment.status, AppointmentStatus::Cancelled);
+}
+
+async fn rescheduling_is_atomic(s: Arc<dyn Store>) {
+    let dr = ProviderId::from_number(1);
+    let nine = time(2025, 3, 3, 9);
+    let a = appointment(1, &HealthId::from_number(1), &dr, nine);
+    let b = appointment(2, &HealthId::from_number(2), &dr, nine + Duration::minutes(15));
+    s.book(&a).await.unwrap();
+    s.book(&b).await.unwrap();
+    // Onto a held slot: refused, and the old slot is still held.
+    let err = s.reschedule(&a.id, b.start, b.end).await.unwrap_err();
+    assert!(err.to_string().contains("already booked"), "{err}");
+    assert_eq!(s.get_appointment(&a.id).await.unwrap().unwrap().start, nine);
+    assert!(s.book(&appointment(3, &HealthId::from_number(3), &dr, nine)).await.is_err());
+    // Onto a free slot: moved, and the old one is free.
+    let half = nine + Duration::minutes(30);
+    let moved = s.reschedule(&a.id, half, half + Duration::minutes(15)).await.unwrap();
+    assert_eq!((moved.start, moved.status), (half, AppointmentStatus::Booked));
+    assert_eq!(s.get_appointment(&a.id).await.unwrap().unwrap().start, half);
+    assert!(s.book(&appointment(3, &HealthId::from_number(3), &dr, nine)).await.unwrap().created);
+    // Finished or cancelled appointments stay where they are; unknown ids are not found.
+    s.set_appointment_status(&b.id, AppointmentStatus::Cancelled, nine).await.unwrap();
+    let err = s.reschedule(&b.id, nine + Duration::hours(2), nine + Duration::hours(3)).await.unwrap_err();
+    assert!(err.to_string().contains("only booked or confirmed"), "{err}");
+    let err = s.reschedule(&AppointmentId::from_u128(99), half, half).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+/// 64 clients race for 100 slots, each trying overlapping slots in its own order and sending
+/// every request twice (a retry with the same idempotency key): every slot ends up booked
+/// exactly once, and every booking a client was told about is in the store.
+async fn booking_storm_books_each_slot_once(s: Arc<dyn Store>) {
+    const CLIENTS: u128 = 64;
+    const SLOTS: u128 = 100;
+    const TRIES: u128 = 12;
+    let dr = ProviderId::from_number(1);
+    let first = time(2025, 6, 2, 8);
+    let slot = move |k: u128| first + Duration::minutes(15 * k as i64);
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let s = Arc::clone(&s);
+        let dr = dr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            for t in 0..TRIES {
+                let k = (c * 7 + t * 13) % SLOTS;
+                let a = appointment(c * 1000 + k, &HealthId::from_number(c as u64 + 1), &dr, slot(k));
+                let answer = s.book(&a).await;
+                let retry = s.book(&a).await;
+                match (answer, retry) {
+                    (Ok(b), Ok(r)) => {
+                        assert!(b.created && !r.created, "client {c} slot {k}");
+                        won.push(a.id);
+                    }
+                    (Err(StoreError::Conflict { .. }), Err(StoreError::Conflict { .. })) => {}
+                    (x, y) => panic!("client {c} slot {k}: {x:?} then {y:?}"),
+                }
+            }
+            won
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    let booked = s.appointments_for_provider(&dr, first, slot(SLOTS)).await.unwrap();
+    let mut starts: Vec<_> = booked.iter().map(|a| a.start).collect();
+    starts.dedup();
+    assert_eq!(starts.len(), booked.len(), "a slot was booked twice");
+    let mut stored: Vec<_> = booked.iter().map(|a| a.id).collect();
+    stored.sort();
+    won.sort();
+    assert_eq!(stored, won, "the store and the clients disagree on who booked");
+    // Every slot some client tried is taken (12 tries × 64 clients cover all 100).
+    assert_eq!(booked.len(), SLOTS as usize);
 }
 
 async fn appointment_status_flow(s: Arc<dyn Store>) {

@@ -24,6 +24,6 @@ pub use mongo::redact_url;
 pub use objects::ObjectStore;
 pub use s3::{MULTIPART_THRESHOLD, S3Config, S3Objects};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
-pub use store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
+pub use store::{AuditEvent, Booked, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
 pub use transfer::{TransferReport, copy_all, digest};
 pub use url::{open_objects, open_store};

@@ -19,7 +19,7 @@ use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
+use crate::store::{AuditEvent, Booked, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
 use crate::{Result, StoreError};
 
 const BACKEND: &str = "mongodb";
@@ -540,14 +540,55 @@ impl Store for MongoStore {
         Ok(v)
     }
 
-    async fn book(&self, a: &Appointment) -> Result<()> {
+    async fn book(&self, a: &Appointment) -> Result<Booked> {
         validate("appointment", a.id, a)?;
         let d = appointment_doc(a)?;
-        match self.coll(&APPOINTMENTS).replace_one(doc! { "_id": a.id.to_string() }, d).upsert(true).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate_key(&e) => Err(slot_conflict(a)),
+        match self.coll(&APPOINTMENTS).insert_one(d).await {
+            Ok(_) => {
+                let mut stored = a.clone();
+                stored.start = truncate_to_millis(a.start);
+                stored.end = truncate_to_millis(a.end);
+                stored.booked_at = truncate_to_millis(a.booked_at);
+                stored.status_changed_at = truncate_to_millis(a.status_changed_at);
+                Ok(Booked { appointment: stored, created: true })
+            }
+            // Either the id exists (a retried request, or a reused key) or the slot is held.
+            Err(e) if is_duplicate_key(&e) => {
+                match self.find_one::<Appointment>(&APPOINTMENTS, doc! { "_id": a.id.to_string() }).await? {
+                    Some(stored) if Booked::same_request(&stored, a) => {
+                        Ok(Booked { appointment: stored, created: false })
+                    }
+                    Some(_) => Err(Booked::reused(a)),
+                    None => Err(slot_conflict(a)),
+                }
+            }
             Err(e) => Err(backend(&self.location, "booking failed", &e)),
         }
+    }
+
+    async fn reschedule(&self, id: &AppointmentId, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Appointment> {
+        for _ in 0..20 {
+            let mut a: Appointment = self
+                .find_one(&APPOINTMENTS, doc! { "_id": id.to_string() })
+                .await?
+                .ok_or_else(|| StoreError::NotFound { entity: "appointment", id: id.to_string() })?;
+            Booked::check_movable(&a)?;
+            let (previous_status, previous_start) = (a.status, a.start);
+            a.start = truncate_to_millis(start);
+            a.end = truncate_to_millis(end);
+            validate("appointment", a.id, &a)?;
+            // One document changes: the unique slot index refuses the move if the slot is
+            // held, and then nothing changed. Optimistic on status and start.
+            let filter =
+                doc! { "_id": id.to_string(), "status": previous_status.as_str(), "start": btime(previous_start) };
+            match self.coll(&APPOINTMENTS).replace_one(filter, appointment_doc(&a)?).await {
+                Ok(r) if r.matched_count == 1 => return Ok(a),
+                Ok(_) => continue,
+                Err(e) if is_duplicate_key(&e) => return Err(slot_conflict(&a)),
+                Err(e) => return Err(backend(&self.location, "rescheduling appointment", &e)),
+            }
+        }
+        Err(StoreError::Backend { backend: BACKEND, message: format!("appointment {id} kept changing; retry") })
     }
 
     async fn set_appointment_status(

@@ -18,7 +18,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction,
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::store::{AuditEvent, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
+use crate::store::{AuditEvent, Booked, HistoryFilter, Page, PageRequest, Store, StoreCounts, WriteBatch};
 use crate::{Result, StoreError};
 
 /// Schema migrations, in order; `PRAGMA user_version` records how many have run.
@@ -474,13 +474,53 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn book(&self, appointment: &Appointment) -> Result<()> {
+    async fn book(&self, appointment: &Appointment) -> Result<Booked> {
         validate("appointment", appointment.id, appointment)?;
         let a = appointment.clone();
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(db)?;
+            let stored: Option<Appointment> = Self::query_bodies(
+                &tx,
+                "appointment",
+                "SELECT id, body FROM appointments WHERE id = ?1",
+                [a.id.to_string()],
+            )?
+            .pop();
+            if let Some(stored) = stored {
+                return if Booked::same_request(&stored, &a) {
+                    Ok(Booked { appointment: stored, created: false })
+                } else {
+                    Err(Booked::reused(&a))
+                };
+            }
             write_appointment(&tx, &a)?;
-            tx.commit().map_err(db)
+            tx.commit().map_err(db)?;
+            Ok(Booked { appointment: a, created: true })
+        })
+        .await
+    }
+
+    async fn reschedule(&self, id: &AppointmentId, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Appointment> {
+        let id = *id;
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let mut a: Appointment = Self::query_bodies(
+                &tx,
+                "appointment",
+                "SELECT id, body FROM appointments WHERE id = ?1",
+                [id.to_string()],
+            )?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound { entity: "appointment", id: id.to_string() })?;
+            Booked::check_movable(&a)?;
+            a.start = start;
+            a.end = end;
+            validate("appointment", a.id, &a)?;
+            // One row changes: the unique slot index refuses the move if the slot is held,
+            // and the transaction rolls back with the old slot still held.
+            write_appointment(&tx, &a)?;
+            tx.commit().map_err(db)?;
+            Ok(a)
         })
         .await
     }

@@ -131,6 +131,47 @@ impl WriteBatch {
     }
 }
 
+/// What [`Store::book`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Booked {
+    /// The appointment as stored.
+    pub appointment: Appointment,
+    /// `false` when the id had been booked before (a retried request): nothing was written.
+    pub created: bool,
+}
+
+impl Booked {
+    /// Whether `stored` (under `requested`'s id) is the same booking request: same patient,
+    /// provider and start (to the millisecond, which every backend keeps).
+    pub fn same_request(stored: &Appointment, requested: &Appointment) -> bool {
+        stored.patient == requested.patient
+            && stored.provider == requested.provider
+            && stored.start.timestamp_millis() == requested.start.timestamp_millis()
+    }
+
+    /// The conflict for an id reused with a different request.
+    pub fn reused(requested: &Appointment) -> crate::StoreError {
+        crate::StoreError::Conflict {
+            entity: "appointment",
+            key: requested.id.to_string(),
+            reason: "this idempotency key was already used for a different booking",
+        }
+    }
+
+    /// Checks that `a` may be moved (booked or confirmed, not yet started).
+    pub fn check_movable(a: &Appointment) -> Result<()> {
+        if matches!(a.status, AppointmentStatus::Booked | AppointmentStatus::Confirmed) {
+            Ok(())
+        } else {
+            Err(crate::StoreError::Conflict {
+                entity: "appointment",
+                key: a.id.to_string(),
+                reason: "only booked or confirmed appointments can be rescheduled",
+            })
+        }
+    }
+}
+
 /// An audit event before the store seals it onto the chain.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -183,8 +224,17 @@ pub trait Store: Send + Sync + 'static {
     async fn reviews_for(&self, provider: &ProviderId) -> Result<Vec<Review>>;
     async fn schedule_rules_for(&self, provider: &ProviderId) -> Result<Vec<ScheduleRule>>;
 
-    /// Books an appointment; [`crate::StoreError::Conflict`] if another appointment holds the slot.
-    async fn book(&self, appointment: &Appointment) -> Result<()>;
+    /// Books `appointment` exactly once; its id is the idempotency key (callers derive it from
+    /// the client's key, so a retried request carries the same id). A new id claims the slot
+    /// atomically (a unique index, not check-then-insert): [`crate::StoreError::Conflict`] if
+    /// another appointment holds it. An id already booked for the same patient, provider and
+    /// start returns the stored appointment (whatever its status now) with `created: false`;
+    /// the same id for anything else is a conflict.
+    async fn book(&self, appointment: &Appointment) -> Result<Booked>;
+    /// Moves a booked or confirmed appointment to `start`–`end` with the same provider in one
+    /// atomic write: the new slot is claimed and the old one freed together, or nothing changes
+    /// ([`crate::StoreError::Conflict`] if the new slot is held).
+    async fn reschedule(&self, id: &AppointmentId, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Appointment>;
     /// Moves an appointment along the status flow.
     async fn set_appointment_status(
         &self,
