@@ -11,42 +11,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
-
-use carelens_domain::{InsuranceKind, Provider, ProviderId, Slot, VisitType};
+use carelens_domain::{Opening, Provenance, Provider, ProviderId, Slot};
 
 use crate::feeds::{ParsedFeed, Platform};
 use crate::normalise::PractitionerKey;
-
-/// Where an opening was listed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Provenance {
-    /// carelens's own schedule rules.
-    Own,
-    /// An external platform, with the practitioner's id there.
-    Feed { platform: Platform, external_id: String },
-}
-
-impl Provenance {
-    pub fn label(&self) -> String {
-        match self {
-            Self::Own => "carelens".into(),
-            Self::Feed { platform, external_id } => format!("{} ({external_id})", platform.as_str()),
-        }
-    }
-}
-
-/// A bookable opening after merging.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Opening {
-    pub provider: ProviderId,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    pub visit_type: VisitType,
-    /// Insurance kinds it is for; empty means any the provider accepts.
-    pub insurance: Vec<InsuranceKind>,
-    pub sources: Vec<Provenance>,
-}
 
 /// Directory entries by practitioner key.
 pub struct Directory {
@@ -124,7 +92,10 @@ pub fn merge(directory: &Directory, own: &[Slot], feeds: &[ParsedFeed]) -> Merge
                 end: o.end,
                 visit_type: o.visit_type,
                 insurance: o.insurance.clone(),
-                sources: vec![Provenance::Feed { platform: o.platform, external_id: o.external_id.clone() }],
+                sources: vec![Provenance::Feed {
+                    feed: o.platform.as_str().into(),
+                    external_id: o.external_id.clone(),
+                }],
             });
         }
     }

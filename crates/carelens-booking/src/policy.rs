@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use carelens_domain::{Appointment, InsuranceKind, Provider};
+use carelens_domain::{Appointment, InsuranceKind, Opening, Provider};
 
 use crate::error::{BookingError, Result};
-use crate::merge::Opening;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {

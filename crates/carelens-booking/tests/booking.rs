@@ -2,16 +2,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+use carelens_booking::BookingError;
 use carelens_booking::feeds::{self, Platform};
-use carelens_booking::merge::{Directory, Provenance, merge};
+use carelens_booking::merge::{Directory, merge};
 use carelens_booking::notify::{self, MessageKind};
 use carelens_booking::policy::Policy;
 use carelens_booking::schedule::{Closure, own_openings};
 use carelens_booking::search::{Candidate, SearchQuery, search, shrunk_rating};
-use carelens_booking::{BookingError, merge::Opening};
 use carelens_domain::{
-    Address, Appointment, AppointmentId, AppointmentStatus, GeoPoint, HealthId, InsuranceKind, Provider, ProviderId,
-    ProviderKind, RatingSummary, RuleId, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
+    Address, Appointment, AppointmentId, AppointmentStatus, GeoPoint, HealthId, InsuranceKind, Opening, Provenance,
+    Provider, ProviderId, ProviderKind, RatingSummary, RuleId, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
 };
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc, Weekday};
 
@@ -148,8 +148,8 @@ fn merging_folds_the_same_slot_from_both_platforms_and_keeps_provenance() {
     assert_eq!(
         report.openings[1].sources,
         [
-            Provenance::Feed { platform: Platform::Doctolib, external_id: "doctolib:991".into() },
-            Provenance::Feed { platform: Platform::Jameda, external_id: "jameda:jm-4711/a1".into() },
+            Provenance::Feed { feed: "doctolib".into(), external_id: "doctolib:991".into() },
+            Provenance::Feed { feed: "jameda".into(), external_id: "jameda:jm-4711/a1".into() },
         ]
     );
     // The own schedule comes first in provenance.

@@ -39,8 +39,8 @@ pub use prediction::{
     DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand, SourceProbability,
 };
 pub use provider::{
-    Address, Appointment, AppointmentStatus, LanguageCode, Provider, ProviderKind, RatingSummary, Review, ScheduleRule,
-    Slot, SlotSource, Specialty, VisitType,
+    Address, Appointment, AppointmentStatus, LanguageCode, Opening, Provenance, Provider, ProviderKind, RatingSummary,
+    Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
 };
 pub use user::{Feedback, MAX_COMMENT, Role, User, Verdict, valid_username};
 

@@ -229,6 +229,49 @@ impl Validate for Slot {
     }
 }
 
+/// Where an opening was listed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Provenance {
+    /// carelens's own schedule rules.
+    Own,
+    /// An external availability feed (`doctolib`, `jameda`), with the practitioner's id there.
+    Feed { feed: String, external_id: String },
+}
+
+impl Provenance {
+    /// The name a listing source is stored under: `carelens` or the feed's.
+    pub fn source(&self) -> &str {
+        match self {
+            Self::Own => "carelens",
+            Self::Feed { feed, .. } => feed,
+        }
+    }
+}
+
+/// A bookable opening: a provider's time, listed by one or more sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Opening {
+    pub provider: ProviderId,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub visit_type: VisitType,
+    /// Insurance kinds it is for; empty means any the provider accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insurance: Vec<InsuranceKind>,
+    pub sources: Vec<Provenance>,
+}
+
+impl Validate for Opening {
+    fn validate(&self) -> Result<()> {
+        ensure(self.end > self.start, "opening.end", || "must be after opening.start".into())?;
+        ensure(self.end - self.start <= chrono::Duration::hours(8), "opening.end", || {
+            "an opening lasts at most 8 hours".into()
+        })?;
+        ensure(!self.sources.is_empty(), "opening.sources", || "must name at least one source".into())
+    }
+}
+
 /// Appointment status flow:
 /// booked → confirmed → checked_in → completed; booked/confirmed → no_show | cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -11,9 +11,9 @@ use carelens_domain::{
     Actor, ActorRole, Address, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditOutcome, Category,
     ClinicalStatus, Condition, ConsentGrant, ConsentId, Diagnosis, DocumentId, DocumentKind, DocumentRef, EntryId,
     GENESIS_HASH, GeoPoint, Grantee, GroundTruth, HealthId, HistoryEntry, HistoryKind, Insurance, InsuranceKind,
-    ModelRef, Observation, Patient, PersonName, PredictionSet, PredictionSetId, Provider, ProviderId, ProviderKind,
-    RatingSummary, Residence, Review, ReviewId, Role, RuleId, ScheduleRule, Sex, Source, Specialty, User, UserId,
-    Verdict, VisitType, verify_chain,
+    ModelRef, Observation, Opening, Patient, PersonName, PredictionSet, PredictionSetId, Provenance, Provider,
+    ProviderId, ProviderKind, RatingSummary, Residence, Review, ReviewId, Role, RuleId, ScheduleRule, Sex, Source,
+    Specialty, User, UserId, Verdict, VisitType, verify_chain,
 };
 use carelens_domain::{Feedback, FeedbackId};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
@@ -173,6 +173,7 @@ checks!(
     bookings_are_idempotent_by_id,
     rescheduling_is_atomic,
     booking_storm_books_each_slot_once,
+    listings_and_openings,
     appointment_status_flow,
     providers_reviews_and_rules,
     prediction_set_versions,
@@ -428,6 +429,72 @@ async fn booking_storm_books_each_slot_once(s: Arc<dyn Store>) {
     assert_eq!(stored, won, "the store and the clients disagree on who booked");
     // Every slot some client tried is taken (12 tries × 64 clients cover all 100).
     assert_eq!(booked.len(), SLOTS as usize);
+}
+
+async fn listings_and_openings(s: Arc<dyn Store>) {
+    let (a, b) = (ProviderId::from_number(1), ProviderId::from_number(2));
+    let nine = time(2025, 3, 3, 9);
+    let m = Duration::minutes;
+    let op = |p: &ProviderId, start: DateTime<Utc>, source: Provenance| Opening {
+        provider: p.clone(),
+        start,
+        end: start + m(15),
+        visit_type: VisitType::FollowUp,
+        insurance: vec![],
+        sources: vec![source],
+    };
+    let feed = |id: &str| Provenance::Feed { feed: "doctolib".into(), external_id: id.into() };
+    assert!(s.listings().await.unwrap().is_empty());
+    assert!(s.openings_for(&a, nine, nine + m(60)).await.unwrap().is_empty());
+    assert!(s.earliest_openings(nine, nine + m(60)).await.unwrap().is_empty());
+    // Listings per source; replacing one source leaves the others.
+    s.replace_listings("carelens", &[op(&a, nine, Provenance::Own), op(&a, nine + m(15), Provenance::Own)])
+        .await
+        .unwrap();
+    s.replace_listings("doctolib", &[op(&a, nine, feed("d1")), op(&b, nine, feed("d2"))]).await.unwrap();
+    let all = s.listings().await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| (&w[0].provider, w[0].start) <= (&w[1].provider, w[1].start)));
+    s.replace_listings("doctolib", &[op(&b, nine + m(60), feed("d2"))]).await.unwrap();
+    let all = s.listings().await.unwrap();
+    assert_eq!(
+        all.iter().map(|o| (o.provider.clone(), o.start)).collect::<Vec<_>>(),
+        [(a.clone(), nine), (a.clone(), nine + m(15)), (b.clone(), nine + m(60)),]
+    );
+    assert_eq!(all[2].sources, [feed("d2")]);
+    // A bad listing is refused before anything is replaced.
+    let mut bad = op(&a, nine, Provenance::Own);
+    bad.end = nine - m(1);
+    let err = s.replace_listings("carelens", &[bad.clone()]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+    assert_eq!(s.listings().await.unwrap().len(), 3);
+    // Merged openings; booked slots are not offered.
+    let merged = [
+        op(&a, nine, Provenance::Own),
+        op(&a, nine + m(15), Provenance::Own),
+        op(&a, nine + m(30), Provenance::Own),
+        op(&b, nine + m(60), feed("d2")),
+    ];
+    s.replace_openings(&merged).await.unwrap();
+    let starts = |v: Vec<Opening>| v.into_iter().map(|o| o.start).collect::<Vec<_>>();
+    assert_eq!(starts(s.openings_for(&a, nine, nine + m(60)).await.unwrap()), [nine, nine + m(15), nine + m(30)]);
+    let taken = appointment(1, &HealthId::from_number(1), &a, nine);
+    s.book(&taken).await.unwrap();
+    assert_eq!(starts(s.openings_for(&a, nine, nine + m(60)).await.unwrap()), [nine + m(15), nine + m(30)]);
+    assert_eq!(
+        s.earliest_openings(nine, nine + m(120)).await.unwrap(),
+        [(a.clone(), nine + m(15)), (b.clone(), nine + m(60))]
+    );
+    assert_eq!(s.earliest_openings(nine + m(20), nine + m(60)).await.unwrap(), [(a.clone(), nine + m(30))]);
+    // Cancelling offers the slot again.
+    s.set_appointment_status(&taken.id, AppointmentStatus::Cancelled, nine - m(60)).await.unwrap();
+    assert_eq!(s.earliest_openings(nine, nine + m(120)).await.unwrap()[0], (a.clone(), nine));
+    // A new merge replaces the whole set.
+    s.replace_openings(&merged[3..]).await.unwrap();
+    assert!(s.openings_for(&a, nine, nine + m(60)).await.unwrap().is_empty());
+    assert_eq!(s.earliest_openings(nine, nine + m(120)).await.unwrap(), [(b.clone(), nine + m(60))]);
+    assert!(matches!(s.replace_openings(&[bad]).await.unwrap_err(), StoreError::Invalid { .. }));
+    assert_eq!(s.earliest_openings(nine, nine + m(120)).await.unwrap().len(), 1);
 }
 
 async fn appointment_status_flow(s: Arc<dyn Store>) {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User,
-    UserId, Validate,
+    GroundTruth, HealthId, HistoryEntry, Opening, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule,
+    User, UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -54,6 +54,15 @@ const AUDIT: Shape = Shape { name: "audit", entity: "audit entry", dates: &[], t
 const DOCUMENTS: Shape = Shape { name: "documents", entity: "document", dates: &[], times: &["uploaded_at"] };
 const USERS: Shape = Shape { name: "users", entity: "user", dates: &[], times: &["created_at"] };
 const FEEDBACK: Shape = Shape { name: "feedback", entity: "feedback", dates: &[], times: &["at"] };
+/// Openings are written as generations (`gen`): a new set is inserted under a fresh id, then
+/// the meta pointer flips to it, then generations older than the previous one are deleted, so a
+/// reader always sees one whole set without a transaction over a million documents.
+const LISTINGS: Shape = Shape { name: "listings", entity: "listing", dates: &[], times: &["start", "end"] };
+const OPENINGS: Shape = Shape { name: "openings", entity: "opening", dates: &[], times: &["start", "end"] };
+const OPENINGS_GEN: &str = "openings.generation";
+const LISTINGS_GEN: &str = "listings.generation.";
+/// Documents per insert_many while writing a generation.
+const GENERATION_CHUNK: usize = 10_000;
 
 /// The MongoDB store.
 #[derive(Clone)]
@@ -271,6 +280,14 @@ impl MongoStore {
                 ],
             ),
             (&FEEDBACK, vec![idx(doc! { "patient": 1, "at": 1 }, "patient_at"), idx(doc! { "at": 1 }, "at")]),
+            (&LISTINGS, vec![idx(doc! { "source": 1, "gen": 1 }, "source_gen")]),
+            (
+                &OPENINGS,
+                vec![
+                    idx(doc! { "gen": 1, "provider": 1, "start": 1 }, "gen_provider_start"),
+                    idx(doc! { "gen": 1, "start": 1 }, "gen_start"),
+                ],
+            ),
         ];
         for (shape, models) in plan {
             self.coll(shape).create_indexes(models).await.map_err(self.err(&format!("cannot index {}", shape.name)))?;
@@ -471,6 +488,50 @@ impl MongoStore {
     }
 }
 
+impl MongoStore {
+    /// Writes `items` as a new generation of `shape` (extra fields from `extra`), points `key`
+    /// at it, and drops generations other than the new and the previous one.
+    async fn write_generation(&self, shape: &Shape, key: &str, items: &[Opening], extra: Document) -> Result<()> {
+        for o in items {
+            validate("opening", format!("{}@{}", o.provider, o.start.to_rfc3339()), o)?;
+        }
+        let previous = self.get_meta(key).await?;
+        let generation = uuid::Uuid::new_v4().simple().to_string();
+        for chunk in items.chunks(GENERATION_CHUNK) {
+            let mut docs = Vec::with_capacity(chunk.len());
+            for o in chunk {
+                let id = format!("{generation}|{}|{}", o.provider, o.start.timestamp_millis());
+                let mut d = encode(shape, Bson::String(id), o)?;
+                d.insert("gen", generation.as_str());
+                d.extend(extra.clone());
+                docs.push(d);
+            }
+            self.coll(shape).insert_many(docs).await.map_err(self.err(&format!("writing {}", shape.name)))?;
+        }
+        self.set_meta(key, &generation).await?;
+        let mut keep = vec![generation];
+        keep.extend(previous);
+        let mut stale = doc! { "gen": { "$nin": keep } };
+        stale.extend(extra);
+        self.coll(shape).delete_many(stale).await.map_err(self.err(&format!("pruning {}", shape.name)))?;
+        Ok(())
+    }
+
+    /// Drops openings an appointment holds (same provider and start).
+    async fn unheld(&self, openings: Vec<Opening>, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Opening>> {
+        let Some(provider) = openings.first().map(|o| o.provider.clone()) else { return Ok(openings) };
+        let held: Vec<Appointment> = self
+            .find_all(
+                &APPOINTMENTS,
+                doc! { "provider": provider.as_str(), "start": { "$gte": btime(from), "$lt": btime(to) }, "holds_slot": true },
+                doc! { "start": 1 },
+            )
+            .await?;
+        let held: std::collections::HashSet<i64> = held.iter().map(|a| a.start.timestamp_millis()).collect();
+        Ok(openings.into_iter().filter(|o| !held.contains(&o.start.timestamp_millis())).collect())
+    }
+}
+
 #[async_trait]
 impl Store for MongoStore {
     fn backend(&self) -> &'static str {
@@ -636,6 +697,87 @@ impl Store for MongoStore {
     ) -> Result<Vec<Appointment>> {
         let q = doc! { "provider": provider.as_str(), "start": { "$gte": btime(from), "$lt": btime(to) } };
         self.find_all(&APPOINTMENTS, q, doc! { "start": 1, "_id": 1 }).await
+    }
+
+    async fn replace_listings(&self, source: &str, listings: &[Opening]) -> Result<()> {
+        self.write_generation(&LISTINGS, &format!("{LISTINGS_GEN}{source}"), listings, doc! { "source": source }).await
+    }
+
+    async fn listings(&self) -> Result<Vec<Opening>> {
+        let current: Vec<Document> = self
+            .list_meta()
+            .await?
+            .into_iter()
+            .filter_map(|(k, generation)| {
+                k.strip_prefix(LISTINGS_GEN).map(|source| doc! { "source": source, "gen": generation })
+            })
+            .collect();
+        if current.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut v: Vec<Opening> =
+            self.find_all(&LISTINGS, doc! { "$or": current }, doc! { "provider": 1, "start": 1, "source": 1 }).await?;
+        v.sort_by(|a, b| (&a.provider, a.start).cmp(&(&b.provider, b.start)));
+        Ok(v)
+    }
+
+    async fn replace_openings(&self, openings: &[Opening]) -> Result<()> {
+        self.write_generation(&OPENINGS, OPENINGS_GEN, openings, doc! {}).await
+    }
+
+    async fn openings_for(
+        &self,
+        provider: &ProviderId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Opening>> {
+        let Some(generation) = self.get_meta(OPENINGS_GEN).await? else { return Ok(vec![]) };
+        let q = doc! { "gen": generation, "provider": provider.as_str(), "start": { "$gte": btime(from), "$lt": btime(to) } };
+        let openings = self.find_all(&OPENINGS, q, doc! { "start": 1 }).await?;
+        self.unheld(openings, from, to).await
+    }
+
+    async fn earliest_openings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(ProviderId, DateTime<Utc>)>> {
+        let Some(generation) = self.get_meta(OPENINGS_GEN).await? else { return Ok(vec![]) };
+        let pipeline = vec![
+            doc! { "$match": { "gen": generation, "start": { "$gte": btime(from), "$lt": btime(to) } } },
+            doc! { "$lookup": {
+                "from": APPOINTMENTS.name,
+                "let": { "p": "$provider", "s": "$start" },
+                "pipeline": [
+                    { "$match": { "$expr": { "$and": [
+                        { "$eq": ["$provider", "$$p"] }, { "$eq": ["$start", "$$s"] }, { "$eq": ["$holds_slot", true] },
+                    ] } } },
+                    { "$limit": 1 },
+                ],
+                "as": "held",
+            } },
+            doc! { "$match": { "held": { "$size": 0 } } },
+            doc! { "$group": { "_id": "$provider", "earliest": { "$min": "$start" } } },
+            doc! { "$sort": { "_id": 1 } },
+        ];
+        let mut cursor =
+            self.coll(&OPENINGS).aggregate(pipeline).await.map_err(self.err("finding the earliest openings"))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(self.err("finding the earliest openings"))? {
+            let d = cursor.deserialize_current().map_err(self.err("finding the earliest openings"))?;
+            let provider = d.get_str("_id").unwrap_or_default();
+            let id: ProviderId = provider.parse().map_err(|source| StoreError::Invalid {
+                entity: "opening",
+                id: provider.to_owned(),
+                source,
+            })?;
+            let start = d
+                .get_datetime("earliest")
+                .map_err(|e| StoreError::Backend { backend: BACKEND, message: format!("earliest opening: {e}") })?;
+            let start = DateTime::<Utc>::from_timestamp_millis(start.timestamp_millis()).unwrap_or_default();
+            out.push((id, start));
+        }
+        Ok(out)
     }
 
     async fn put_prediction_set(&self, set: &PredictionSet) -> Result<()> {

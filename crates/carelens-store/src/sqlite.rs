@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User,
-    UserId, Validate,
+    GroundTruth, HealthId, HistoryEntry, Opening, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule,
+    User, UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -60,6 +60,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE users (id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
     CREATE TABLE feedback (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL);
     CREATE INDEX feedback_patient ON feedback (patient_id, at);
+    "#,
+    // 2: booking (#8): every source's listings, and the merged openings patients book from.
+    r#"
+    CREATE TABLE listings (
+        source TEXT NOT NULL, provider_id TEXT NOT NULL, start TEXT NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (source, provider_id, start)
+    ) WITHOUT ROWID;
+    CREATE TABLE openings (
+        provider_id TEXT NOT NULL, start TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (provider_id, start)
+    ) WITHOUT ROWID;
+    CREATE INDEX openings_start ON openings (start, provider_id);
     "#,
 ];
 
@@ -595,6 +606,144 @@ impl Store for SqliteStore {
                 "SELECT id, body FROM appointments WHERE provider_id = ?1 AND start >= ?2 AND start < ?3 ORDER BY start, id",
                 params![provider.as_str(), ts(from), ts(to)],
             )
+        })
+        .await
+    }
+
+    async fn replace_listings(&self, source: &str, listings: &[Opening]) -> Result<()> {
+        for o in listings {
+            validate("opening", format!("{}@{}", o.provider, ts(o.start)), o)?;
+        }
+        let (source, rows) = (
+            source.to_owned(),
+            listings
+                .iter()
+                .map(|o| Ok((o.provider.to_string(), ts(o.start), to_json(o)?)))
+                .collect::<Result<Vec<_>>>()?,
+        );
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute("DELETE FROM listings WHERE source = ?1", [&source]).map_err(db)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO listings (source, provider_id, start, body) VALUES (?1, ?2, ?3, ?4)",
+                    )
+                    .map_err(db)?;
+                for (provider, start, body) in &rows {
+                    stmt.execute(params![source, provider, start, body]).map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn listings(&self) -> Result<Vec<Opening>> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT provider_id || '@' || start, body FROM listings ORDER BY provider_id, start, source",
+                )
+                .map_err(db)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db)?;
+            rows.map(|r| {
+                let (id, body) = r.map_err(db)?;
+                from_json("opening", &id, &body)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn replace_openings(&self, openings: &[Opening]) -> Result<()> {
+        for o in openings {
+            validate("opening", format!("{}@{}", o.provider, ts(o.start)), o)?;
+        }
+        let rows = openings
+            .iter()
+            .map(|o| Ok((o.provider.to_string(), ts(o.start), to_json(o)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            tx.execute("DELETE FROM openings", []).map_err(db)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached("INSERT OR REPLACE INTO openings (provider_id, start, body) VALUES (?1, ?2, ?3)")
+                    .map_err(db)?;
+                for (provider, start, body) in &rows {
+                    stmt.execute(params![provider, start, body]).map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn openings_for(
+        &self,
+        provider: &ProviderId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Opening>> {
+        let (provider, from, to) = (provider.to_string(), ts(from), ts(to));
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT o.provider_id || '@' || o.start, o.body FROM openings o
+                     WHERE o.provider_id = ?1 AND o.start >= ?2 AND o.start < ?3 AND NOT EXISTS (
+                         SELECT 1 FROM appointments a
+                         WHERE a.provider_id = o.provider_id AND a.start = o.start AND a.holds_slot = 1)
+                     ORDER BY o.start",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![provider, from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db)?;
+            rows.map(|r| {
+                let (id, body) = r.map_err(db)?;
+                from_json("opening", &id, &body)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn earliest_openings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(ProviderId, DateTime<Utc>)>> {
+        let (from, to) = (ts(from), ts(to));
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT o.provider_id, MIN(o.start) FROM openings o
+                     WHERE o.start >= ?1 AND o.start < ?2 AND NOT EXISTS (
+                         SELECT 1 FROM appointments a
+                         WHERE a.provider_id = o.provider_id AND a.start = o.start AND a.holds_slot = 1)
+                     GROUP BY o.provider_id ORDER BY o.provider_id",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db)?;
+            rows.map(|r| {
+                let (provider, start) = r.map_err(db)?;
+                let id: ProviderId = provider.parse().map_err(|source| StoreError::Invalid {
+                    entity: "opening",
+                    id: provider.clone(),
+                    source,
+                })?;
+                let start = DateTime::parse_from_rfc3339(&start)
+                    .map_err(|e| StoreError::Backend {
+                        backend: BACKEND,
+                        message: format!("opening start `{start}`: {e}"),
+                    })?
+                    .with_timezone(&Utc);
+                Ok((id, start))
+            })
+            .collect()
         })
         .await
     }

@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use carelens_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome, Category,
-    ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Patient, PredictionSet,
-    Provider, ProviderId, Review, ScheduleRule, User, UserId,
+    ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening, Patient,
+    PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -251,6 +251,25 @@ pub trait Store: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Appointment>>;
+
+    /// Replaces everything `source` lists (`carelens` for the own schedule, or a feed's name)
+    /// with `listings` in one step: readers see the old set or the new one. A feed that fails
+    /// to import is not replaced, so its last good listings stay.
+    async fn replace_listings(&self, source: &str, listings: &[Opening]) -> Result<()>;
+    /// Every source's listings (the input of a merge), by provider, then start.
+    async fn listings(&self) -> Result<Vec<Opening>>;
+    /// Replaces the merged, bookable openings in one step (readers see the old set or the new).
+    async fn replace_openings(&self, openings: &[Opening]) -> Result<()>;
+    /// `provider`'s openings starting in `[from, to)` that no appointment holds, by start.
+    async fn openings_for(&self, provider: &ProviderId, from: DateTime<Utc>, to: DateTime<Utc>)
+    -> Result<Vec<Opening>>;
+    /// Per provider, the start of its earliest opening in `[from, to)` that no appointment
+    /// holds (providers without one are absent), by provider.
+    async fn earliest_openings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(ProviderId, DateTime<Utc>)>>;
 
     /// Adds a new prediction-set version; [`crate::StoreError::Conflict`] if the version exists.
     async fn put_prediction_set(&self, set: &PredictionSet) -> Result<()>;
