@@ -8,6 +8,7 @@
 mod analytics;
 mod backends;
 mod bad_input;
+mod booking;
 mod cli;
 mod crash;
 mod generate;

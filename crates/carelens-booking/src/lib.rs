@@ -24,6 +24,7 @@ pub mod merge;
 pub mod normalise;
 pub mod notify;
 pub mod policy;
+pub mod samples;
 pub mod schedule;
 pub mod search;
 

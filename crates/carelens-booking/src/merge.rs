@@ -56,12 +56,39 @@ pub struct MergeReport {
     pub unmatched: Vec<Unmatched>,
 }
 
-/// Merges own openings (from [`crate::schedule::own_openings`]) and parsed feeds.
-pub fn merge(directory: &Directory, own: &[Slot], feeds: &[ParsedFeed]) -> MergeReport {
-    let mut report = MergeReport::default();
-    // Candidates in priority order: own first, then each feed as given.
-    let mut candidates: Vec<Opening> = own
-        .iter()
+/// A parsed feed's openings, matched to directory providers (each with its one source), and
+/// the practitioners the directory does not know.
+pub fn resolve(directory: &Directory, feed: &ParsedFeed) -> (Vec<Opening>, Vec<Unmatched>) {
+    let mut openings = Vec::new();
+    let mut unmatched: BTreeMap<(Platform, String), Unmatched> = BTreeMap::new();
+    for o in &feed.openings {
+        let Some(provider) = directory.find(&o.practitioner) else {
+            unmatched
+                .entry((o.platform, o.external_id.clone()))
+                .or_insert_with(|| Unmatched {
+                    platform: o.platform,
+                    external_id: o.external_id.clone(),
+                    practitioner: o.practitioner.clone(),
+                    openings: 0,
+                })
+                .openings += 1;
+            continue;
+        };
+        openings.push(Opening {
+            provider: provider.clone(),
+            start: o.start,
+            end: o.end,
+            visit_type: o.visit_type,
+            insurance: o.insurance.clone(),
+            sources: vec![Provenance::Feed { feed: o.platform.as_str().into(), external_id: o.external_id.clone() }],
+        });
+    }
+    (openings, unmatched.into_values().collect())
+}
+
+/// Own openings as listings of the source `carelens`.
+pub fn own_listings(own: &[Slot]) -> Vec<Opening> {
+    own.iter()
         .map(|s| Opening {
             provider: s.provider.clone(),
             start: s.start,
@@ -70,38 +97,19 @@ pub fn merge(directory: &Directory, own: &[Slot], feeds: &[ParsedFeed]) -> Merge
             insurance: vec![],
             sources: vec![Provenance::Own],
         })
-        .collect();
-    let mut unmatched: BTreeMap<(Platform, String), Unmatched> = BTreeMap::new();
-    for feed in feeds {
-        for o in &feed.openings {
-            let Some(provider) = directory.find(&o.practitioner) else {
-                unmatched
-                    .entry((o.platform, o.external_id.clone()))
-                    .or_insert_with(|| Unmatched {
-                        platform: o.platform,
-                        external_id: o.external_id.clone(),
-                        practitioner: o.practitioner.clone(),
-                        openings: 0,
-                    })
-                    .openings += 1;
-                continue;
-            };
-            candidates.push(Opening {
-                provider: provider.clone(),
-                start: o.start,
-                end: o.end,
-                visit_type: o.visit_type,
-                insurance: o.insurance.clone(),
-                sources: vec![Provenance::Feed {
-                    feed: o.platform.as_str().into(),
-                    external_id: o.external_id.clone(),
-                }],
-            });
-        }
-    }
-    report.unmatched = unmatched.into_values().collect();
-    // Stable sort keeps the priority order among equal starts.
-    candidates.sort_by(|a, b| (&a.provider, a.start).cmp(&(&b.provider, b.start)));
+        .collect()
+}
+
+/// Merges listings of any sources into one set (see the module docs); the own schedule's
+/// listings take precedence at equal starts, then the order given.
+pub fn merge_listings(listings: Vec<Opening>) -> MergeReport {
+    let mut report = MergeReport::default();
+    let mut candidates = listings;
+    // Stable: at equal provider and start, own listings first, then the given order.
+    candidates.sort_by(|a, b| {
+        let own = |o: &Opening| !o.sources.contains(&Provenance::Own);
+        (&a.provider, a.start, own(a)).cmp(&(&b.provider, b.start, own(b)))
+    });
     for c in candidates {
         match report.openings.last_mut() {
             Some(last) if last.provider == c.provider && last.start == c.start => {
@@ -116,5 +124,20 @@ pub fn merge(directory: &Directory, own: &[Slot], feeds: &[ParsedFeed]) -> Merge
             _ => report.openings.push(c),
         }
     }
+    report
+}
+
+/// Merges own openings (from [`crate::schedule::own_openings`]) and parsed feeds.
+pub fn merge(directory: &Directory, own: &[Slot], feeds: &[ParsedFeed]) -> MergeReport {
+    let mut listings = own_listings(own);
+    let mut unmatched = Vec::new();
+    for feed in feeds {
+        let (openings, missing) = resolve(directory, feed);
+        listings.extend(openings);
+        unmatched.extend(missing);
+    }
+    let mut report = merge_listings(listings);
+    unmatched.sort();
+    report.unmatched = unmatched;
     report
 }

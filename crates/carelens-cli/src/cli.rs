@@ -158,6 +158,74 @@ pub enum Command {
     ///   carelens kpi run incidence --period month --from 2024-01-01 --chart incidence.svg
     #[command(subcommand)]
     Kpi(KpiCommand),
+
+    /// Provider availability: `carelens availability import --doctolib FILE --jameda FILE`
+    #[command(subcommand)]
+    Availability(AvailabilityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AvailabilityCommand {
+    /// Rebuild the bookable openings: the providers' own schedule rules plus external feeds,
+    /// normalised, matched to the directory and merged (the same slot on two platforms becomes
+    /// one opening with both as its sources)
+    ///
+    /// A feed that cannot be read keeps its last good openings; bad entries in a good feed are
+    /// listed by their JSON path and skipped. With --every, runs again at that interval until
+    /// Ctrl-C.
+    ///
+    /// Examples:
+    ///   carelens availability import
+    ///   carelens availability import --doctolib agendas.json --jameda praxen.json
+    ///   carelens availability import --doctolib agendas.json --every 15
+    Import(AvailabilityImportArgs),
+
+    /// Write sample feeds for the store's own providers (`doctolib.json`, `jameda.json`) to try
+    /// the import with: some providers on one platform, some on both, plus the kind of bad
+    /// entries real feeds have
+    Samples(AvailabilitySamplesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AvailabilitySamplesArgs {
+    /// Directory to write `doctolib.json` and `jameda.json` into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Days of openings, from --now
+    #[arg(long, value_name = "DAYS", default_value_t = 14)]
+    pub days: u32,
+
+    /// At most this many openings per provider
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub per_provider: usize,
+
+    /// Start of the window [default: now]
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Args)]
+pub struct AvailabilityImportArgs {
+    /// A Doctolib-style feed (JSON with `agendas`, times with UTC offsets)
+    #[arg(long, value_name = "FILE")]
+    pub doctolib: Option<PathBuf>,
+
+    /// A Jameda-style feed (JSON with `praxen`, local times in Europe/Berlin)
+    #[arg(long, value_name = "FILE")]
+    pub jameda: Option<PathBuf>,
+
+    /// How far ahead openings are kept, in days
+    #[arg(long, value_name = "DAYS", default_value_t = 90)]
+    pub horizon_days: u32,
+
+    /// The moment the window starts [default: now], e.g. 2026-10-01T00:00:00Z
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Refresh every MINUTES until Ctrl-C (files are read again each time)
+    #[arg(long, value_name = "MINUTES")]
+    pub every: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]

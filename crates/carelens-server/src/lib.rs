@@ -9,6 +9,7 @@
 
 mod access;
 mod auth;
+pub mod availability;
 mod error;
 mod extract;
 mod jobs;

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod analytics;
+mod availability;
 mod backend;
 mod demo;
 mod evaluate;
@@ -20,7 +21,8 @@ mod train;
 use anyhow::Result;
 
 use crate::cli::{
-    Cli, Command, ExportCommand, IngestCommand, KpiCommand, PredictionsCommand, TrainCommand, UsersCommand,
+    AvailabilityCommand, Cli, Command, ExportCommand, IngestCommand, KpiCommand, PredictionsCommand, TrainCommand,
+    UsersCommand,
 };
 use crate::context::{Context, Light};
 
@@ -49,6 +51,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(ExportCommand::Analytics(args)) => analytics::export(&ctx, &args),
         Command::Kpi(KpiCommand::Show(args)) => analytics::show(&ctx, &args),
         Command::Kpi(KpiCommand::Run(args)) => analytics::run(&ctx, &args),
+        Command::Availability(AvailabilityCommand::Import(args)) => availability::import(&ctx, &args),
+        Command::Availability(AvailabilityCommand::Samples(args)) => availability::samples(&ctx, &args),
         Command::Train(TrainCommand::Fusion(args)) => predict::train_fusion(&ctx, &light, &args),
         Command::Predict(args) => predict::run(&ctx, &light, &args),
         Command::Predictions(PredictionsCommand::Show(args)) => predict::show(&ctx, &args),
