@@ -57,6 +57,17 @@ codes! {
     ModelNotFound = NOT_FOUND, "model_not_found", "no model with this name in the registry";
     JobNotFound = NOT_FOUND, "job_not_found", "no prediction run with this id";
     KpiNotFound = NOT_FOUND, "kpi_not_found", "no KPI with this name; GET /api/v1/kpis lists them";
+    ProviderNotFound = NOT_FOUND, "provider_not_found", "no provider has this id";
+    AppointmentNotFound = NOT_FOUND, "appointment_not_found", "no appointment of yours has this id";
+    MissingIdempotencyKey = BAD_REQUEST, "missing_idempotency_key", "send an `Idempotency-Key` header (1–128 characters, unique per booking)";
+    IdempotencyKeyReused = UNPROCESSABLE_ENTITY, "idempotency_key_reused", "this idempotency key was used for a different booking";
+    SlotTaken = CONFLICT, "slot_taken", "the opening was just taken by someone else; list the openings again";
+    TooShortNotice = CONFLICT, "too_short_notice", "the opening starts too soon to be booked";
+    BeyondHorizon = CONFLICT, "beyond_horizon", "the opening is further ahead than bookings open";
+    TooManyBookings = CONFLICT, "too_many_bookings", "you hold the most upcoming appointments allowed; cancel one first";
+    InsuranceNotAccepted = UNPROCESSABLE_ENTITY, "insurance_not_accepted", "the opening is not for your insurance";
+    NotMovable = CONFLICT, "not_movable", "only booked or confirmed appointments can be rescheduled";
+    BadTransition = CONFLICT, "bad_transition", "the appointment cannot move to that status from where it is";
     RouteNotFound = NOT_FOUND, "route_not_found", "no such endpoint; see /openapi.json";
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method_not_allowed", "the endpoint exists but not with this method";
     UsernameTaken = CONFLICT, "username_taken", "another user has this user name";

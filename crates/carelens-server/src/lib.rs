@@ -10,6 +10,7 @@
 mod access;
 mod auth;
 pub mod availability;
+pub mod booking;
 mod error;
 mod extract;
 mod jobs;
@@ -87,6 +88,13 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(kpis::list_kpis))
         .routes(routes!(kpis::get_kpi))
         .routes(routes!(kpis::get_kpi_chart))
+        .routes(routes!(booking::search_providers))
+        .routes(routes!(booking::list_openings))
+        .routes(routes!(booking::book))
+        .routes(routes!(booking::reschedule))
+        .routes(routes!(booking::set_status))
+        .routes(routes!(booking::my_appointments))
+        .routes(routes!(booking::calendar))
         .split_for_parts()
 }
 

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use carelens_domain::{
     AuditOutcome, Category, ConsentGrant, ConsentId, DiagnosisPrediction, EvidenceKind, EvidenceRef, Grantee, HealthId,
-    ModelRef, Probability, ProviderId, RiskBand, Role, SourceProbability, User,
+    ModelRef, Opening, Probability, Provenance, ProviderId, RiskBand, Role, SourceProbability, User, VisitType,
 };
 use carelens_server::{AppState, Claims, PredictionRunner, RunRequest, ServerConfig, TokenKey, hash_password, router};
 use carelens_store::conformance::fixtures;
@@ -527,6 +527,8 @@ async fn the_openapi_document_matches_the_routes() {
     assert_eq!(
         operations,
         [
+            "GET /api/v1/appointments/mine",
+            "GET /api/v1/calendar",
             "GET /api/v1/kpis",
             "GET /api/v1/kpis/{name}",
             "GET /api/v1/kpis/{name}/chart.svg",
@@ -539,9 +541,14 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/patients/{id}/predictions",
             "GET /api/v1/prediction-runs",
             "GET /api/v1/prediction-runs/{run}",
+            "GET /api/v1/providers/search",
+            "GET /api/v1/providers/{id}/openings",
             "GET /api/v1/users",
             "GET /healthz",
             "GET /readyz",
+            "POST /api/v1/appointments",
+            "POST /api/v1/appointments/{id}/reschedule",
+            "POST /api/v1/appointments/{id}/status",
             "POST /api/v1/auth/login",
             "POST /api/v1/patients/{id}/feedback",
             "POST /api/v1/prediction-runs",
@@ -639,4 +646,139 @@ async fn analysts_get_kpis_with_suppression_and_doctors_do_not() {
     app.get("/api/v1/kpis", &doctor).await.error(StatusCode::FORBIDDEN, "forbidden_role");
     app.get("/api/v1/kpis/prevalence", &doctor).await.error(StatusCode::FORBIDDEN, "forbidden_role");
     assert_eq!(app.denied_audits().await, before + 2);
+}
+
+async fn patient_user(store: &dyn Store, n: u128, name: &str, patient: HealthId) {
+    let mut u: User = fixtures::user(n, name, Role::Patient);
+    u.password_hash = hash_password(PASSWORD).unwrap();
+    u.patient = Some(patient);
+    store.put_user(&u).await.unwrap();
+}
+
+impl App {
+    async fn book(&self, token: &str, key: Option<&str>, body: Value) -> Resp {
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/appointments")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(k) = key {
+            b = b.header("idempotency-key", k);
+        }
+        self.send(b.body(Body::from(body.to_string())).unwrap()).await
+    }
+}
+
+#[tokio::test]
+async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar() {
+    let app = app().await;
+    patient_user(&*app.store, 10, "pat.one", not_in_care()).await;
+    patient_user(&*app.store, 11, "pat.two", no_set()).await;
+    let (one, two) = (app.login("pat.one").await, app.login("pat.two").await);
+    let (dr, other_dr) = (app.login("dr.mine").await, app.login("dr.other").await);
+    let p1 = ProviderId::from_number(1);
+    // Openings of provider 1 in two days, on whole minutes.
+    let base = Utc::now() + chrono::Duration::days(2);
+    let base = base
+        - chrono::Duration::seconds(base.timestamp() % 60)
+        - chrono::Duration::nanoseconds(base.timestamp_subsec_nanos() as i64);
+    let at = |m: i64| base + chrono::Duration::minutes(m);
+    let opening = |start: chrono::DateTime<Utc>| Opening {
+        provider: p1.clone(),
+        start,
+        end: start + chrono::Duration::minutes(15),
+        visit_type: VisitType::FollowUp,
+        insurance: vec![],
+        sources: vec![Provenance::Own],
+    };
+    let soon = Utc::now() + chrono::Duration::minutes(30);
+    let soon = soon - chrono::Duration::nanoseconds(soon.timestamp_subsec_nanos() as i64);
+    app.store.replace_openings(&[opening(soon), opening(at(0)), opening(at(15)), opening(at(30))]).await.unwrap();
+
+    // Search: provider 1 has openings and ranks first; provider 2 has none.
+    let r = app.get("/api/v1/providers/search?near=M%C3%BCnchen&radius_km=20", &one).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.bytes));
+    let v = r.json();
+    assert_eq!(v["total"], 2, "{v}");
+    assert_eq!(v["hits"][0]["id"], p1.as_str());
+    assert!(v["hits"][0]["earliest"].is_string() && v["hits"][1]["earliest"].is_null(), "{v}");
+    app.get("/api/v1/providers/search?near=Atlantis", &one).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+    app.get("/api/v1/providers/search?specialty=magic", &one).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+
+    let openings =
+        |v: Value| v.as_array().unwrap().iter().map(|o| o["start"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let window = format!("/api/v1/providers/{}/openings?from={}&to={}", p1, urlencode(at(-60)), urlencode(at(120)));
+    assert_eq!(openings(app.get(&window, &one).await.json()).len(), 3);
+    app.get("/api/v1/providers/PRV-nope/openings", &one).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+
+    // Booking needs a key; a retry with the key books once; the key cannot be reused elsewhere.
+    let req = json!({"provider": p1.as_str(), "start": at(0)});
+    app.book(&one, None, req.clone()).await.error(StatusCode::BAD_REQUEST, "missing_idempotency_key");
+    let first = app.book(&one, Some("k-1"), req.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&first.bytes));
+    let retry = app.book(&one, Some("k-1"), req.clone()).await;
+    assert_eq!(retry.status, StatusCode::OK);
+    assert_eq!(retry.json()["id"], first.json()["id"]);
+    app.book(&one, Some("k-1"), json!({"provider": p1.as_str(), "start": at(15)}))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    assert_eq!(openings(app.get(&window, &one).await.json()).len(), 2, "the booked slot is no longer offered");
+    // Someone else cannot take it; too-soon openings and non-patients are refused.
+    app.book(&two, Some("k-2"), req.clone()).await.error(StatusCode::CONFLICT, "slot_taken");
+    app.book(&two, Some("k-3"), json!({"provider": p1.as_str(), "start": soon}))
+        .await
+        .error(StatusCode::CONFLICT, "too_short_notice");
+    app.book(&dr, Some("k-4"), req.clone()).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    app.book(&two, Some("k-5"), json!({"provider": p1.as_str(), "start": "yesterday"}))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json_fields");
+
+    // Rescheduling moves atomically and frees the old slot.
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    let moved = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/appointments/{id}/reschedule"),
+            Some(&one),
+            Some(json!({"start": at(30)})),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", String::from_utf8_lossy(&moved.bytes));
+    let free = openings(app.get(&window, &one).await.json());
+    assert_eq!(free.len(), 2);
+    assert!(free.iter().any(|s| s.starts_with(&at(0).format("%Y-%m-%dT%H:%M").to_string())), "{free:?}");
+    // Other people's appointments are invisible.
+    let status = |t: &str| json!({"status": t});
+    app.call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&two), Some(status("cancelled")))
+        .await
+        .error(StatusCode::NOT_FOUND, "appointment_not_found");
+    app.call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&other_dr), Some(status("confirmed")))
+        .await
+        .error(StatusCode::NOT_FOUND, "appointment_not_found");
+    // The practice sees it in its calendar and confirms it; the patient may only cancel.
+    let cal = app.get("/api/v1/calendar", &dr).await.json();
+    assert!(cal.as_array().unwrap().iter().any(|a| a["id"] == id.as_str()), "{cal}");
+    let c = app
+        .call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&dr), Some(status("confirmed")))
+        .await;
+    assert_eq!(c.json()["status"], "confirmed");
+    app.call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&one), Some(status("completed")))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    let cancelled = app
+        .call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&one), Some(status("cancelled")))
+        .await;
+    assert_eq!(cancelled.json()["status"], "cancelled");
+    app.call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&dr), Some(status("confirmed")))
+        .await
+        .error(StatusCode::CONFLICT, "bad_transition");
+    let mine = app.get("/api/v1/appointments/mine", &one).await.json();
+    // The fixture's earlier appointment with another practice, and this one.
+    let this = mine.as_array().unwrap().iter().find(|a| a["id"] == id.as_str()).unwrap();
+    assert_eq!(this["status"], "cancelled");
+    app.get("/api/v1/calendar", &one).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+}
+
+fn urlencode(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).replace('+', "%2B").replace(':', "%3A")
 }
