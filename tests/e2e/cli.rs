@@ -23,9 +23,21 @@ fn demo_runs_then_reuses_its_population() {
     assert_eq!(first["population"]["summary"]["patients"], 400);
     assert_eq!(first["stats"]["counts"]["patients"], 400);
     assert_eq!(first["serve"], "skipped (--no-serve)");
+    // Availability from both sample feeds is merged, and a few earliest openings are booked.
+    let feeds = first["booking"]["refresh"]["feeds"].as_array().unwrap();
+    assert_eq!(feeds.len(), 2, "{feeds:?}");
+    let booked = first["booking"]["bookings"].as_array().unwrap();
+    assert!(!booked.is_empty(), "demo booked nothing: {}", first["booking"]);
+    assert!(booked.iter().all(|b| b["new"] == true));
     let second = c.json(&["demo", "--no-serve"]);
     assert_eq!(second["population"]["reused"], true);
     assert_eq!(second["population"]["summary"]["hash"], first["population"]["summary"]["hash"]);
+    // The same bookings again (same idempotency keys), none twice.
+    let again = second["booking"]["bookings"].as_array().unwrap();
+    assert_eq!(again.len(), booked.len());
+    for (a, b) in again.iter().zip(booked) {
+        assert_eq!((&a["appointment"], &a["new"]), (&b["appointment"], &serde_json::Value::Bool(false)));
+    }
     // Human output goes to stdout, tells what happened.
     let text = c.ok(&["demo", "--no-serve"]);
     assert!(text.contains("Population already in") && text.contains("Conditions"), "{text}");

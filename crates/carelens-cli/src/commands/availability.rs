@@ -55,7 +55,7 @@ pub fn import(ctx: &Context, args: &AvailabilityImportArgs) -> Result<()> {
 }
 
 fn print(r: &RefreshReport) {
-    println!(
+    outln!(
         "openings {} → {}: {} providers, {} from their own schedules",
         r.from.format("%Y-%m-%d %H:%M UTC"),
         r.to.format("%Y-%m-%d %H:%M UTC"),
@@ -64,8 +64,8 @@ fn print(r: &RefreshReport) {
     );
     for f in &r.feeds {
         match &f.error {
-            Some(e) => println!("  {} {}: NOT imported, its last good openings stay: {e}", f.platform, f.name),
-            None => println!(
+            Some(e) => outln!("  {} {}: NOT imported, its last good openings stay: {e}", f.platform, f.name),
+            None => outln!(
                 "  {} {}: {} openings imported, {} outside the window, {} bad entries skipped, {} practitioners not in the directory",
                 f.platform,
                 f.name,
@@ -76,22 +76,24 @@ fn print(r: &RefreshReport) {
             ),
         }
         for p in &f.problems {
-            println!("    skipped {p}");
+            outln!("    skipped {p}");
         }
         if f.problem_count > f.problems.len() {
-            println!(
+            outln!(
                 "    … and {} more (--json lists the first {})",
                 f.problem_count - f.problems.len(),
                 f.problems.len()
             );
         }
         for u in &f.unmatched_practitioners {
-            println!("    not in the directory: {u}");
+            outln!("    not in the directory: {u}");
         }
     }
-    println!(
+    outln!(
         "merged: {} bookable openings ({} listed on more than one source, {} overlapping listings dropped)",
-        r.openings, r.duplicates, r.overlaps
+        r.openings,
+        r.duplicates,
+        r.overlaps
     );
 }
 
@@ -113,8 +115,107 @@ pub fn samples(ctx: &Context, args: &AvailabilitySamplesArgs) -> Result<()> {
         output::json(&written)?;
     } else {
         for w in &written {
-            println!("{w}");
+            outln!("{w}");
         }
     }
     Ok(())
+}
+
+/// What the demo's booking step did.
+#[derive(Debug, serde::Serialize)]
+pub struct DemoBooking {
+    pub feeds_dir: String,
+    pub refresh: RefreshReport,
+    /// Bookings made (or found from an earlier demo run) through the same rules as the API.
+    pub bookings: Vec<DemoBooked>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct DemoBooked {
+    pub appointment: String,
+    pub provider: String,
+    pub start: chrono::DateTime<chrono::Utc>,
+    /// `false` when an earlier demo run had booked it already (same idempotency key).
+    pub new: bool,
+}
+
+/// The demo's booking step: sample feeds for the population's providers, the import, and a
+/// few bookings of the earliest openings (idempotent across demo runs).
+pub fn demo_step(ctx: &Context) -> Result<DemoBooking> {
+    use carelens_booking::policy::Policy;
+    use carelens_domain::{Appointment, AppointmentStatus};
+    let now = chrono::Utc::now();
+    let dir = ctx.data_dir.join("incoming/feeds");
+    let (doctolib, jameda) =
+        ctx.runtime.block_on(sample_feeds(ctx.store.as_ref(), now, now + chrono::Duration::days(14), 20))?;
+    fs_err::create_dir_all(&dir)?;
+    let mut feeds = Vec::new();
+    for (platform, name, value) in
+        [(Platform::Doctolib, "doctolib.json", doctolib), (Platform::Jameda, "jameda.json", jameda)]
+    {
+        let path = dir.join(name);
+        fs_err::write(&path, serde_json::to_vec_pretty(&value)?)?;
+        feeds.push(read(platform, &path));
+    }
+    let policy = Policy::default();
+    let report = ctx.runtime.block_on(refresh(ctx.store.as_ref(), feeds, now, policy.horizon))?;
+    let mut bookings = Vec::new();
+    let patients = ctx.runtime.block_on(ctx.store.list_patients(carelens_store::PageRequest::first(3)))?.items;
+    let earliest = ctx.runtime.block_on(ctx.store.earliest_openings(now + policy.min_notice, now + policy.horizon))?;
+    for (i, (patient, (provider_id, _))) in patients.iter().zip(earliest.iter()).enumerate() {
+        let id = carelens_booking::appointment_id(&patient.id, &format!("demo-booking-{i}"));
+        if let Some(a) = ctx.runtime.block_on(ctx.store.get_appointment(&id))? {
+            bookings.push(DemoBooked {
+                appointment: a.id.to_string(),
+                provider: a.provider.to_string(),
+                start: a.start,
+                new: false,
+            });
+            continue;
+        }
+        let Some(provider) = ctx.runtime.block_on(ctx.store.get_provider(provider_id))? else { continue };
+        let open =
+            ctx.runtime.block_on(ctx.store.openings_for(provider_id, now + policy.min_notice, now + policy.horizon))?;
+        let held = ctx.runtime.block_on(ctx.store.appointments_for_patient(&patient.id))?;
+        let Some(opening) =
+            open.into_iter().find(|o| policy.check(now, o, &provider, patient.insurance.kind, &held).is_ok())
+        else {
+            continue;
+        };
+        let a = Appointment {
+            id,
+            patient: patient.id.clone(),
+            provider: provider.id.clone(),
+            start: opening.start,
+            end: opening.end,
+            visit_type: opening.visit_type,
+            status: AppointmentStatus::Booked,
+            booked_at: now,
+            status_changed_at: now,
+        };
+        // Someone may have taken the slot since: then this demo booking is skipped.
+        if let Ok(b) = ctx.runtime.block_on(ctx.store.book(&a)) {
+            bookings.push(DemoBooked {
+                appointment: b.appointment.id.to_string(),
+                provider: b.appointment.provider.to_string(),
+                start: b.appointment.start,
+                new: b.created,
+            });
+        }
+    }
+    Ok(DemoBooking { feeds_dir: dir.display().to_string(), refresh: report, bookings })
+}
+
+pub fn print_demo(d: &DemoBooking) {
+    print(&d.refresh);
+    outln!("sample feeds: {}", d.feeds_dir);
+    for b in &d.bookings {
+        outln!(
+            "booked {} with {} at {}{}",
+            b.appointment,
+            b.provider,
+            carelens_booking::feeds::berlin_local(b.start),
+            if b.new { "" } else { " (from an earlier demo run)" }
+        );
+    }
 }

@@ -30,6 +30,8 @@ struct DemoReport {
     example: Option<carelens_domain::PredictionSet>,
     /// The analytics snapshot and headline KPIs.
     analytics: super::analytics::DemoAnalytics,
+    /// Availability imported from the sample feeds, and a few bookings.
+    booking: super::availability::DemoBooking,
     /// Sign-in accounts for the web view (passwords new on every run).
     logins: Vec<super::serve::DemoLogin>,
     /// What happened to the HTTP server step.
@@ -152,6 +154,7 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     };
     let example = if predictions.is_some() { example_set(ctx)? } else { None };
     let analytics = super::analytics::demo_step(ctx)?;
+    let booking = super::availability::demo_step(ctx)?;
     let logins = super::serve::demo_logins(ctx, example.as_ref())?;
     let serve = if args.no_serve { "skipped (--no-serve)" } else { "serving until Ctrl-C" };
     if ctx.json {
@@ -164,22 +167,23 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
             predictions,
             example,
             analytics,
+            booking,
             logins: logins.clone(),
             serve,
         })?;
         return if args.no_serve { Ok(()) } else { super::serve::demo_serve(ctx, light, &args.serve, &logins) };
     }
-    outln!("\n[1/7] population");
+    outln!("\n[1/8] population");
     generate::print_human(&population);
-    outln!("\n[2/7] synthetic imaging studies");
+    outln!("\n[2/8] synthetic imaging studies");
     match &images {
         Some(r) => images::print_human(r),
         None => outln!("skipped (--no-images)"),
     }
-    outln!("\n[3/7] what the store holds");
+    outln!("\n[3/8] what the store holds");
     stats::print_human(&stats);
     outln!(
-        "\n[4/7] diagnosis models ({}) on this population's studies, which they were not trained on",
+        "\n[4/8] diagnosis models ({}) on this population's studies, which they were not trained on",
         models.registry
     );
     if images.is_none() {
@@ -199,7 +203,7 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     for (name, why) in &models.not_run {
         outln!("not run: {name}: {why}");
     }
-    outln!("\n[5/7] prediction sets: every image and history model, fused per diagnosis");
+    outln!("\n[5/8] prediction sets: every image and history model, fused per diagnosis");
     match (&predictions, &prediction_error) {
         (Some(r), _) => super::predict::print_human(r),
         (None, Some(e)) => outln!("not run: {e}"),
@@ -212,9 +216,11 @@ pub fn run(ctx: &Context, light: &Light, args: &DemoArgs) -> Result<()> {
     outln!(
         "\nNext: `carelens stats` any time; `carelens generate --patients 100000 --seed 7 --data-dir DIR` for a bigger population."
     );
-    outln!("\n[6/7] population KPIs for analysts (pseudonymised Parquet snapshot, polars)");
+    outln!("\n[6/8] population KPIs for analysts (pseudonymised Parquet snapshot, polars)");
     super::analytics::print_demo(&analytics);
-    outln!("\n[7/7] web view (doctors and analysts) and JSON API");
+    outln!("\n[7/8] booking: availability from the practices' schedules and two platform feeds, merged");
+    super::availability::print_demo(&booking);
+    outln!("\n[8/8] web view (doctors and analysts) and JSON API");
     if args.no_serve {
         outln!("skipped (--no-serve); `carelens serve` starts it. Demo accounts (new passwords on every demo run):");
         for l in &logins {
