@@ -7,25 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use carelens_domain::{Appointment, Provider};
 
-/// A message due for an appointment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MessageKind {
-    Confirmation,
-    Reminder24h,
-    Reminder2h,
-    Cancellation,
-}
-
-impl MessageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Confirmation => "confirmation",
-            Self::Reminder24h => "reminder_24h",
-            Self::Reminder2h => "reminder_2h",
-            Self::Cancellation => "cancellation",
-        }
-    }
-}
+pub use carelens_domain::MessageKind;
 
 /// The messages a fresh booking schedules, with when each is due.
 pub fn schedule(a: &Appointment, now: DateTime<Utc>) -> Vec<(MessageKind, DateTime<Utc>)> {

@@ -338,6 +338,10 @@ pub struct AddUserArgs {
     #[arg(long, value_name = "HEALTH_ID")]
     pub patient: Option<String>,
 
+    /// Where booking confirmations and reminders go (patients)
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: Option<String>,
+
     /// Update an existing user (new password, role, practice)
     #[arg(long)]
     pub reset: bool,

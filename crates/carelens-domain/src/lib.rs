@@ -13,6 +13,7 @@ mod document;
 mod error;
 mod history;
 mod ids;
+mod message;
 mod patient;
 pub mod places;
 mod prediction;
@@ -34,6 +35,7 @@ pub use ids::{
     AppointmentId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey, PredictionSetId, ProviderId,
     ReviewId, RuleId, UserId,
 };
+pub use message::{MessageKind, MessageState, OutboxMessage, valid_email};
 pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};
 pub use prediction::{
     DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand, SourceProbability,

@@ -56,6 +56,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub disabled: bool,
+    /// Where booking confirmations and reminders go (patients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 impl fmt::Debug for User {
@@ -68,6 +71,7 @@ impl fmt::Debug for User {
             .field("provider", &self.provider)
             .field("patient", &self.patient)
             .field("disabled", &self.disabled)
+            .field("email", &self.email.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -91,6 +95,9 @@ impl Validate for User {
         })?;
         ensure(self.role != Role::Patient || self.patient.is_some(), "user.patient", || {
             "a patient user needs their Health ID".into()
+        })?;
+        ensure(self.email.as_deref().is_none_or(crate::valid_email), "user.email", || {
+            "is not an e-mail address (local@domain)".into()
         })
     }
 }
@@ -143,6 +150,7 @@ mod tests {
             patient: None,
             created_at: Utc::now(),
             disabled: false,
+            email: None,
         }
     }
 

@@ -553,6 +553,7 @@ pub async fn create_user(
         patient,
         created_at: Utc::now(),
         disabled: false,
+        email: req.email,
     };
     user.validate().map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
     match state.store.put_user(&user).await {

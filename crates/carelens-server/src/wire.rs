@@ -516,6 +516,9 @@ pub struct CreateUserRequest {
     /// Required for patients: their Health ID.
     #[serde(default)]
     pub patient: Option<String>,
+    /// Where a patient's booking confirmations and reminders go.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

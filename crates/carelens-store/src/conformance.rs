@@ -15,7 +15,7 @@ use carelens_domain::{
     ProviderId, ProviderKind, RatingSummary, Residence, Review, ReviewId, Role, RuleId, ScheduleRule, Sex, Source,
     Specialty, User, UserId, Verdict, VisitType, verify_chain,
 };
-use carelens_domain::{Feedback, FeedbackId};
+use carelens_domain::{Feedback, FeedbackId, MessageKind, MessageState, OutboxMessage};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 
 use crate::{AuditEvent, HistoryFilter, ObjectStore, PageRequest, Store, StoreError, WriteBatch};
@@ -131,6 +131,7 @@ pub mod fixtures {
             patient: (role == Role::Patient).then(|| HealthId::from_number(1)),
             created_at: time(2026, 1, 1, 8),
             disabled: false,
+            email: None,
         }
     }
 
@@ -174,6 +175,7 @@ checks!(
     rescheduling_is_atomic,
     booking_storm_books_each_slot_once,
     listings_and_openings,
+    outbox_enqueues_once_and_claims_exclusively,
     appointment_status_flow,
     providers_reviews_and_rules,
     prediction_set_versions,
@@ -495,6 +497,94 @@ async fn listings_and_openings(s: Arc<dyn Store>) {
     assert_eq!(s.earliest_openings(nine, nine + m(120)).await.unwrap(), [(b.clone(), nine + m(60))]);
     assert!(matches!(s.replace_openings(&[bad]).await.unwrap_err(), StoreError::Invalid { .. }));
     assert_eq!(s.earliest_openings(nine, nine + m(120)).await.unwrap().len(), 1);
+}
+
+async fn outbox_enqueues_once_and_claims_exclusively(s: Arc<dyn Store>) {
+    let t0 = time(2025, 6, 1, 8);
+    let h = Duration::hours;
+    let msg = |n: u128, kind: MessageKind, due: DateTime<Utc>| {
+        OutboxMessage::new(AppointmentId::from_u128(n), kind, t0 + h(48), "patient@example.org", due).unwrap()
+    };
+    // 40 appointments × confirmation + reminder.
+    let mut all = Vec::new();
+    for n in 0..40 {
+        all.push(msg(n, MessageKind::Confirmation, t0));
+        all.push(msg(n, MessageKind::Reminder24h, t0 + h(24)));
+    }
+    assert_eq!(s.enqueue_messages(&all).await.unwrap(), 80);
+    // Again (a retried booking): nothing new, nothing duplicated.
+    assert_eq!(s.enqueue_messages(&all[..10]).await.unwrap(), 0);
+    assert_eq!(s.outbox_counts().await.unwrap().get("pending"), Some(&80));
+
+    // Eight workers claim concurrently: each due message goes to exactly one of them, and
+    // reminders not yet due to none.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = s.claim_messages(t0 + h(1), t0 + h(2), 3).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|m| (m.id, m.kind, m.leased_until)));
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    assert_eq!(claimed.len(), 40, "every due confirmation is claimed once");
+    assert!(claimed.iter().all(|(_, k, lease)| *k == MessageKind::Confirmation && *lease == Some(t0 + h(2))));
+    let mut ids: Vec<_> = claimed.iter().map(|(id, ..)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "a message was claimed twice");
+    // Leased: nobody else gets them before the lease ends; afterwards they come back.
+    assert!(s.claim_messages(t0 + h(1), t0 + h(2), 100).await.unwrap().is_empty());
+    let back = s.claim_messages(t0 + h(2), t0 + h(3), 100).await.unwrap();
+    assert_eq!(back.len(), 40, "an expired lease frees the message");
+
+    // Outcomes: one sent, one retried later, one dead; a cancelled message stays cancelled.
+    let appt = |n: u128| AppointmentId::from_u128(n);
+    let mut sent = back.iter().find(|m| m.appointment == appt(0)).unwrap().clone();
+    sent.state = MessageState::Sent;
+    sent.sent_at = Some(t0 + h(2));
+    sent.attempts = 1;
+    s.finish_message(&sent).await.unwrap();
+    let mut retry = back.iter().find(|m| m.appointment == appt(1)).unwrap().clone();
+    retry.attempts = 1;
+    retry.next_attempt = t0 + h(5);
+    retry.last_error = Some("connection refused".into());
+    s.finish_message(&retry).await.unwrap();
+    assert_eq!(s.cancel_messages(&appt(2)).await.unwrap(), 2, "confirmation and reminder");
+    let mut late = back.iter().find(|m| m.appointment == appt(2)).unwrap().clone();
+    late.state = MessageState::Sent;
+    late.sent_at = Some(t0 + h(2));
+    s.finish_message(&late).await.unwrap();
+
+    let m0 = s.messages_for(&appt(0)).await.unwrap();
+    assert_eq!(m0.len(), 2);
+    assert_eq!(
+        (m0[0].kind, m0[0].state, m0[0].sent_at, m0[0].leased_until),
+        (MessageKind::Confirmation, MessageState::Sent, Some(t0 + h(2)), None)
+    );
+    assert_eq!(m0[1].state, MessageState::Pending);
+    let m1 = s.messages_for(&appt(1)).await.unwrap();
+    assert_eq!(
+        (m1[0].attempts, m1[0].next_attempt, m1[0].last_error.as_deref()),
+        (1, t0 + h(5), Some("connection refused"))
+    );
+    assert!(s.messages_for(&appt(2)).await.unwrap().iter().all(|m| m.state == MessageState::Cancelled));
+    // The retry is not due before its backoff; enqueueing it again does not reset it.
+    assert_eq!(s.enqueue_messages(&[msg(1, MessageKind::Confirmation, t0)]).await.unwrap(), 0);
+    let due_at_4: Vec<_> = s.claim_messages(t0 + h(4), t0 + h(4), 100).await.unwrap();
+    assert!(due_at_4.iter().all(|m| m.appointment != appt(1)), "claimed before its backoff ended");
+    let counts = s.outbox_counts().await.unwrap();
+    assert_eq!((counts.get("sent"), counts.get("cancelled"), counts.get("pending")), (Some(&1), Some(&2), Some(&77)));
+    assert!(s.messages_for(&appt(99)).await.unwrap().is_empty());
 }
 
 async fn appointment_status_flow(s: Arc<dyn Store>) {

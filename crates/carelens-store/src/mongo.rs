@@ -3,13 +3,14 @@
 //! plus a few derived fields the indexes need (`category` on history, `holds_slot` on
 //! appointments). Batches run in one multi-document transaction with write concern majority.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, Opening, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule,
-    User, UserId, Validate,
+    GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient, PredictionSet, Provider, ProviderId, Review,
+    ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -59,6 +60,12 @@ const FEEDBACK: Shape = Shape { name: "feedback", entity: "feedback", dates: &[]
 /// reader always sees one whole set without a transaction over a million documents.
 const LISTINGS: Shape = Shape { name: "listings", entity: "listing", dates: &[], times: &["start", "end"] };
 const OPENINGS: Shape = Shape { name: "openings", entity: "opening", dates: &[], times: &["start", "end"] };
+const OUTBOX: Shape = Shape {
+    name: "outbox",
+    entity: "message",
+    dates: &[],
+    times: &["start", "due", "next_attempt", "leased_until", "sent_at"],
+};
 const OPENINGS_GEN: &str = "openings.generation";
 const LISTINGS_GEN: &str = "listings.generation.";
 /// Documents per insert_many while writing a generation.
@@ -281,6 +288,13 @@ impl MongoStore {
             ),
             (&FEEDBACK, vec![idx(doc! { "patient": 1, "at": 1 }, "patient_at"), idx(doc! { "at": 1 }, "at")]),
             (&LISTINGS, vec![idx(doc! { "source": 1, "gen": 1 }, "source_gen")]),
+            (
+                &OUTBOX,
+                vec![
+                    idx(doc! { "state": 1, "next_attempt": 1 }, "state_next_attempt"),
+                    idx(doc! { "appointment": 1 }, "appointment"),
+                ],
+            ),
             (
                 &OPENINGS,
                 vec![
@@ -776,6 +790,97 @@ impl Store for MongoStore {
                 .map_err(|e| StoreError::Backend { backend: BACKEND, message: format!("earliest opening: {e}") })?;
             let start = DateTime::<Utc>::from_timestamp_millis(start.timestamp_millis()).unwrap_or_default();
             out.push((id, start));
+        }
+        Ok(out)
+    }
+
+    async fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize> {
+        let mut new = 0;
+        for m in messages {
+            validate("message", &m.id, m)?;
+            let d = encode(&OUTBOX, m.id.clone().into(), m)?;
+            // Insert-if-absent: a message already there (sent or not) is left as it is.
+            let r = self
+                .coll(&OUTBOX)
+                .update_one(doc! { "_id": &m.id }, doc! { "$setOnInsert": d })
+                .upsert(true)
+                .await
+                .map_err(self.err("enqueueing a message"))?;
+            new += usize::from(r.upserted_id.is_some());
+        }
+        Ok(new)
+    }
+
+    async fn claim_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>> {
+        let mut out = Vec::new();
+        for _ in 0..limit {
+            // find_one_and_update is atomic per document: two workers never get the same one.
+            let d = self
+                .coll(&OUTBOX)
+                .find_one_and_update(
+                    doc! {
+                        "state": "pending",
+                        "next_attempt": { "$lte": btime(now) },
+                        "$or": [ { "leased_until": null }, { "leased_until": { "$lte": btime(now) } } ],
+                    },
+                    doc! { "$set": { "leased_until": btime(lease_until) } },
+                )
+                .sort(doc! { "next_attempt": 1, "_id": 1 })
+                .return_document(mongodb::options::ReturnDocument::After)
+                .await
+                .map_err(self.err("claiming messages"))?;
+            match d {
+                Some(d) => out.push(decode(&OUTBOX, d)?),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finish_message(&self, message: &OutboxMessage) -> Result<()> {
+        validate("message", &message.id, message)?;
+        let mut m = message.clone();
+        m.leased_until = None;
+        let d = encode(&OUTBOX, m.id.clone().into(), &m)?;
+        self.coll(&OUTBOX)
+            .replace_one(doc! { "_id": &m.id, "state": "pending" }, d)
+            .await
+            .map_err(self.err("recording a message's outcome"))?;
+        Ok(())
+    }
+
+    async fn cancel_messages(&self, appointment: &AppointmentId) -> Result<usize> {
+        let r = self
+            .coll(&OUTBOX)
+            .update_many(
+                doc! { "appointment": appointment.to_string(), "state": "pending" },
+                doc! { "$set": { "state": "cancelled" }, "$unset": { "leased_until": "" } },
+            )
+            .await
+            .map_err(self.err("cancelling messages"))?;
+        Ok(usize::try_from(r.modified_count).unwrap_or(usize::MAX))
+    }
+
+    async fn messages_for(&self, appointment: &AppointmentId) -> Result<Vec<OutboxMessage>> {
+        self.find_all(&OUTBOX, doc! { "appointment": appointment.to_string() }, doc! { "due": 1, "_id": 1 }).await
+    }
+
+    async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let mut cursor = self
+            .coll(&OUTBOX)
+            .aggregate(vec![doc! { "$group": { "_id": "$state", "n": { "$sum": 1 } } }])
+            .await
+            .map_err(self.err("counting messages"))?;
+        let mut out = BTreeMap::new();
+        while cursor.advance().await.map_err(self.err("counting messages"))? {
+            let d = cursor.deserialize_current().map_err(self.err("counting messages"))?;
+            let n = d.get_i32("n").map(i64::from).or_else(|_| d.get_i64("n")).unwrap_or(0);
+            out.insert(d.get_str("_id").unwrap_or_default().to_owned(), u64::try_from(n).unwrap_or(0));
         }
         Ok(out)
     }

@@ -3,14 +3,15 @@
 //! Each entity is a row with the columns we index on plus its canonical JSON in `body`, so
 //! the schema stays small and other tools can still read it with `json_extract`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, Opening, Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule,
-    User, UserId, Validate,
+    GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage, Patient, PredictionSet, Provider,
+    ProviderId, Review, ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -61,7 +62,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE feedback (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, at TEXT NOT NULL, body TEXT NOT NULL);
     CREATE INDEX feedback_patient ON feedback (patient_id, at);
     "#,
-    // 2: booking (#8): every source's listings, and the merged openings patients book from.
+    // 3: booking (#8): every source's listings, and the merged openings patients book from.
     r#"
     CREATE TABLE listings (
         source TEXT NOT NULL, provider_id TEXT NOT NULL, start TEXT NOT NULL, body TEXT NOT NULL,
@@ -71,6 +72,14 @@ const MIGRATIONS: &[&str] = &[
         provider_id TEXT NOT NULL, start TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (provider_id, start)
     ) WITHOUT ROWID;
     CREATE INDEX openings_start ON openings (start, provider_id);
+    "#,
+    // 4: booking (#8): the notification outbox.
+    r#"
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY, appointment_id TEXT NOT NULL, state TEXT NOT NULL,
+        next_attempt TEXT NOT NULL, leased_until TEXT, body TEXT NOT NULL);
+    CREATE INDEX outbox_due ON outbox (next_attempt) WHERE state = 'pending';
+    CREATE INDEX outbox_appointment ON outbox (appointment_id);
     "#,
 ];
 
@@ -248,6 +257,25 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 fn slot_key(a: &Appointment) -> String {
     format!("{}@{}", a.provider, ts(a.start))
+}
+
+/// Writes `m` with the conflict clause `on_conflict`; returns how many rows changed.
+fn write_message(tx: &Transaction<'_>, m: &OutboxMessage, on_conflict: &str) -> Result<usize> {
+    let sql = format!(
+        "INSERT INTO outbox (id, appointment_id, state, next_attempt, leased_until, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) {on_conflict}"
+    );
+    tx.prepare_cached(&sql)
+        .map_err(db)?
+        .execute(params![
+            m.id,
+            m.appointment.to_string(),
+            m.state.as_str(),
+            ts(m.next_attempt),
+            m.leased_until.map(ts),
+            to_json(m)?
+        ])
+        .map_err(db)
 }
 
 fn write_appointment(tx: &Transaction<'_>, a: &Appointment) -> Result<()> {
@@ -744,6 +772,119 @@ impl Store for SqliteStore {
                 Ok((id, start))
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize> {
+        for m in messages {
+            validate("message", &m.id, m)?;
+        }
+        let messages = messages.to_vec();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let mut new = 0;
+            for m in &messages {
+                new += write_message(&tx, m, "ON CONFLICT (id) DO NOTHING")?;
+            }
+            tx.commit().map_err(db)?;
+            Ok(new)
+        })
+        .await
+    }
+
+    async fn claim_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>> {
+        self.with_conn(move |c| {
+            // One connection, one transaction: the select and the lease are one step.
+            let tx = c.transaction().map_err(db)?;
+            let mut claimed: Vec<OutboxMessage> = Self::query_bodies(
+                &tx,
+                "message",
+                "SELECT id, body FROM outbox WHERE state = 'pending' AND next_attempt <= ?1
+                 AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_attempt, id LIMIT ?2",
+                params![ts(now), limit],
+            )?;
+            for m in &mut claimed {
+                m.leased_until = Some(lease_until);
+                write_message(
+                    &tx,
+                    m,
+                    "ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+                    next_attempt = excluded.next_attempt, leased_until = excluded.leased_until, body = excluded.body",
+                )?;
+            }
+            tx.commit().map_err(db)?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn finish_message(&self, message: &OutboxMessage) -> Result<()> {
+        validate("message", &message.id, message)?;
+        let mut m = message.clone();
+        m.leased_until = None;
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            write_message(
+                &tx,
+                &m,
+                "ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+                next_attempt = excluded.next_attempt, leased_until = NULL, body = excluded.body \
+                WHERE outbox.state = 'pending'",
+            )?;
+            tx.commit().map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cancel_messages(&self, appointment: &AppointmentId) -> Result<usize> {
+        let id = appointment.to_string();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let mut pending: Vec<OutboxMessage> = Self::query_bodies(
+                &tx,
+                "message",
+                "SELECT id, body FROM outbox WHERE appointment_id = ?1 AND state = 'pending'",
+                [id],
+            )?;
+            for m in &mut pending {
+                m.state = MessageState::Cancelled;
+                m.leased_until = None;
+                write_message(
+                    &tx,
+                    m,
+                    "ON CONFLICT (id) DO UPDATE SET state = excluded.state, \
+                    leased_until = NULL, body = excluded.body",
+                )?;
+            }
+            tx.commit().map_err(db)?;
+            Ok(pending.len())
+        })
+        .await
+    }
+
+    async fn messages_for(&self, appointment: &AppointmentId) -> Result<Vec<OutboxMessage>> {
+        let id = appointment.to_string();
+        self.with_conn(move |c| {
+            let mut out: Vec<OutboxMessage> =
+                Self::query_bodies(c, "message", "SELECT id, body FROM outbox WHERE appointment_id = ?1", [id])?;
+            out.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached("SELECT state, COUNT(*) FROM outbox GROUP BY state").map_err(db)?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))).map_err(db)?;
+            rows.map(|r| r.map_err(db)).collect()
         })
         .await
     }

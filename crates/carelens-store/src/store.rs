@@ -3,8 +3,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use carelens_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome, Category,
-    ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening, Patient,
-    PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
+    ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage,
+    Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -270,6 +270,29 @@ pub trait Store: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(ProviderId, DateTime<Utc>)>>;
+
+    /// Adds the messages the outbox does not hold yet (by id) and leaves the others as they
+    /// are, so enqueueing again after a retry or a crash never duplicates a message. Returns
+    /// how many were new.
+    async fn enqueue_messages(&self, messages: &[OutboxMessage]) -> Result<usize>;
+    /// Atomically claims up to `limit` pending messages whose next attempt is due by `now` and
+    /// that no other worker holds, leasing them until `lease_until`: concurrent workers never
+    /// claim the same message. Earliest first.
+    async fn claim_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Records what became of a claimed message (sent, retry later, dead) and frees its lease.
+    /// A message cancelled meanwhile stays cancelled.
+    async fn finish_message(&self, message: &OutboxMessage) -> Result<()>;
+    /// Cancels `appointment`'s pending messages (it moved or was cancelled); returns how many.
+    async fn cancel_messages(&self, appointment: &AppointmentId) -> Result<usize>;
+    /// `appointment`'s messages, by due time.
+    async fn messages_for(&self, appointment: &AppointmentId) -> Result<Vec<OutboxMessage>>;
+    /// How many messages are in each state (`pending`, `sent`, `dead`, `cancelled`).
+    async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>>;
 
     /// Adds a new prediction-set version; [`crate::StoreError::Conflict`] if the version exists.
     async fn put_prediction_set(&self, set: &PredictionSet) -> Result<()>;

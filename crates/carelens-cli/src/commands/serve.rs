@@ -129,6 +129,14 @@ pub fn run(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<()> {
     serve_until_ctrl_c(ctx, light, args, false, |_| {})
 }
 
+/// What an account is tied to: a doctor's practice, a patient's record, a mail address.
+#[derive(Debug, Default)]
+struct Links {
+    provider: Option<ProviderId>,
+    patient: Option<HealthId>,
+    email: Option<String>,
+}
+
 /// Saves `username` with a new password hash, keeping the id and creation time of an
 /// existing account of that name.
 fn save_user(
@@ -137,9 +145,9 @@ fn save_user(
     username: &str,
     role: Role,
     password: &str,
-    provider: Option<ProviderId>,
-    patient: Option<HealthId>,
+    links: Links,
 ) -> Result<User> {
+    let Links { provider, patient, email } = links;
     let user = User {
         id: existing.map_or_else(UserId::random, |u| u.id),
         username: username.to_string(),
@@ -149,6 +157,7 @@ fn save_user(
         patient,
         created_at: existing.map_or_else(Utc::now, |u| u.created_at),
         disabled: false,
+        email,
     };
     ctx.runtime.block_on(ctx.store.put_user(&user)).with_context(|| format!("saving user {username:?}"))?;
     Ok(user)
@@ -168,7 +177,13 @@ pub fn add_user(ctx: &Context, args: &AddUserArgs) -> Result<()> {
     if existing.is_some() && !args.reset {
         bail!("user {:?} exists; add --reset to set a new password and role", args.username);
     }
-    let user = save_user(ctx, existing.as_ref(), &args.username, role, &password, provider, patient)?;
+    if let Some(e) = &args.email
+        && !carelens_domain::valid_email(e)
+    {
+        bail!("--email {e:?} is not an e-mail address (local@domain)");
+    }
+    let links = Links { provider, patient, email: args.email.clone() };
+    let user = save_user(ctx, existing.as_ref(), &args.username, role, &password, links)?;
     if ctx.json {
         return output::json(
             &serde_json::json!({"id": user.id.to_string(), "username": user.username, "role": role.as_str()}),
@@ -230,7 +245,7 @@ pub fn demo_logins(ctx: &Context, example: Option<&PredictionSet>) -> Result<Vec
         let password = carelens_server::generate_password(16)?;
         let existing = ctx.runtime.block_on(ctx.store.user_by_name(username))?;
         let provider = (role == Role::Doctor).then(|| practice.clone()).flatten();
-        save_user(ctx, existing.as_ref(), username, role, &password, provider, None)?;
+        save_user(ctx, existing.as_ref(), username, role, &password, Links { provider, ..Links::default() })?;
         out.push(DemoLogin {
             role: role.as_str(),
             username: username.to_string(),
