@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use carelens_domain::{Appointment, Provider};
+use carelens_domain::{Appointment, OutboxMessage, Provider, VisitType};
 
 pub use carelens_domain::MessageKind;
 
@@ -21,6 +21,61 @@ pub fn schedule(a: &Appointment, now: DateTime<Utc>) -> Vec<(MessageKind, DateTi
         }
     }
     out
+}
+
+/// The outbox messages a fresh booking (or a move to a new time) owes its patient at `to`:
+/// a confirmation now, reminders 24 h and 2 h before where still ahead.
+pub fn outbox_for_booking(a: &Appointment, to: &str, now: DateTime<Utc>) -> crate::Result<Vec<OutboxMessage>> {
+    schedule(a, now)
+        .into_iter()
+        .map(|(kind, due)| {
+            OutboxMessage::new(a.id, kind, a.start, to, due)
+                .map_err(|e| crate::BookingError::Invalid { field: "email", message: e.to_string() })
+        })
+        .collect()
+}
+
+/// The message telling the patient at `to` that `a` was cancelled.
+pub fn outbox_for_cancellation(a: &Appointment, to: &str, now: DateTime<Utc>) -> crate::Result<OutboxMessage> {
+    OutboxMessage::new(a.id, MessageKind::Cancellation, a.start, to, now)
+        .map_err(|e| crate::BookingError::Invalid { field: "email", message: e.to_string() })
+}
+
+fn visit_label(v: VisitType) -> &'static str {
+    match v {
+        VisitType::FirstVisit => "first visit",
+        VisitType::FollowUp => "follow-up",
+        VisitType::Acute => "acute consultation",
+        VisitType::Checkup => "check-up",
+        VisitType::Video => "video consultation",
+    }
+}
+
+/// The plain-text body of a message: practice, address, time and visit type, and what to do;
+/// never the patient's name or anything from their record.
+pub fn body(kind: MessageKind, provider: &Provider, a: &Appointment) -> String {
+    let when = crate::feeds::berlin_local(a.start);
+    let addr = &provider.address;
+    let what = match kind {
+        MessageKind::Confirmation => "Your appointment is booked.",
+        MessageKind::Reminder24h => "A reminder: your appointment is tomorrow.",
+        MessageKind::Reminder2h => "A reminder: your appointment is in two hours.",
+        MessageKind::Cancellation => "Your appointment has been cancelled; the time is free again.",
+    };
+    let next = match kind {
+        MessageKind::Cancellation => "To book another time, sign in to carelens and search again.",
+        _ => {
+            "To move or cancel it, sign in to carelens (My appointments). The attached calendar file adds it to your calendar."
+        }
+    };
+    format!(
+        "{what}\n\n  When:  {when} (Berlin time)\n  Where: {}, {}, {} {}\n  Visit: {}\n\n{next}\n\n-- \ncarelens booking; this message was sent automatically.\n",
+        provider.name,
+        addr.street,
+        addr.postcode,
+        addr.city,
+        visit_label(a.visit_type),
+    )
 }
 
 /// The subject line of a message (no patient data).
