@@ -212,7 +212,7 @@ impl Deliverer {
         };
         let stale = match m.kind {
             MessageKind::Cancellation => a.status != AppointmentStatus::Cancelled,
-            _ => a.start != m.start || !a.status.holds_slot(),
+            _ => a.start != m.start || a.status.is_final() || a.start <= now,
         };
         if stale {
             m.state = MessageState::Cancelled;

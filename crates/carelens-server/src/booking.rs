@@ -5,12 +5,13 @@
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
+use carelens_booking::notify::{outbox_for_booking, outbox_for_cancellation};
 use carelens_booking::policy::Policy;
 use carelens_booking::search::{Candidate, SearchQuery, search};
 use carelens_booking::{BookingError, appointment_id};
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, GeoPoint, InsuranceKind, Opening, Provider, ProviderId, Role,
-    Specialty, VisitType,
+    Appointment, AppointmentId, AppointmentStatus, Category, ConsentGrant, ConsentId, GeoPoint, Grantee, InsuranceKind,
+    Opening, Provider, ProviderId, Role, Specialty, VisitType,
 };
 use carelens_store::{PageRequest, StoreError};
 use chrono::{DateTime, Duration, Utc};
@@ -116,6 +117,27 @@ pub struct BookRequest {
     pub provider: String,
     /// The opening's start, as listed.
     pub start: DateTime<Utc>,
+    /// Record categories the booked practice may see, from now until 30 days after the
+    /// appointment (e.g. `["medication", "allergy", "imaging"]`; `mental_health` only when
+    /// listed here). Recorded as a consent grant; empty shares nothing.
+    #[serde(default)]
+    pub share: Vec<String>,
+}
+
+/// How long after the appointment a share made at booking lasts.
+pub const SHARE_DAYS_AFTER: i64 = 30;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookResponse {
+    #[serde(flatten)]
+    pub appointment: AppointmentWire,
+    /// The categories shared with the practice at booking, and until when.
+    pub shared: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_until: Option<DateTime<Utc>>,
+    /// The messages this booking schedules (`confirmation`, `reminder_24h`, `reminder_2h`);
+    /// empty when the account has no e-mail address.
+    pub notifications: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -364,8 +386,8 @@ async fn open_slot(state: &AppState, provider: &ProviderId, start: DateTime<Utc>
 #[utoipa::path(post, path = "/api/v1/appointments", tag = "booking", request_body = BookRequest,
     params(("Idempotency-Key" = String, Header, description = "unique per booking attempt; reuse it to retry")),
     security(("bearer" = [])), responses(
-    (status = 201, body = AppointmentWire, description = "booked"),
-    (status = 200, body = AppointmentWire, description = "a retry: booked before with this key"),
+    (status = 201, body = BookResponse, description = "booked"),
+    (status = 200, body = BookResponse, description = "a retry: booked before with this key"),
     (status = 409, body = ErrorBody, description = "`slot_taken`, `too_short_notice`, `beyond_horizon`, `too_many_bookings`"),
     (status = 422, body = ErrorBody, description = "`insurance_not_accepted`, `idempotency_key_reused`"),
     (status = 400, body = ErrorBody, description = "`missing_idempotency_key`, `invalid_input`")))]
@@ -374,8 +396,9 @@ pub async fn book(
     session: Session,
     headers: HeaderMap,
     Body(req): Body<BookRequest>,
-) -> ApiResult<(StatusCode, Json<AppointmentWire>)> {
+) -> ApiResult<(StatusCode, Json<BookResponse>)> {
     session.require(&state, &[Role::Patient], "appointments").await?;
+    let share = share_categories(&req.share)?;
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -392,7 +415,9 @@ pub async fn book(
     if let Some(stored) = state.store.get_appointment(&id).await? {
         let same = stored.provider == pid && stored.start.timestamp_millis() == req.start.timestamp_millis();
         return if same {
-            Ok((StatusCode::OK, Json(AppointmentWire::from(&stored))))
+            // Finish what a crash may have left undone (both steps are idempotent).
+            let resp = after_booking(&state, &session, &stored, &share, Utc::now()).await?;
+            Ok((StatusCode::OK, Json(resp)))
         } else {
             Err(ApiError::of(ErrorCode::IdempotencyKeyReused))
         };
@@ -417,8 +442,82 @@ pub async fn book(
     if booked.created {
         audit_write(&state, &session, Some(&patient_id), "appointments", "booked").await?;
     }
+    let resp = after_booking(&state, &session, &booked.appointment, &share, now).await?;
     let status = if booked.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(AppointmentWire::from(&booked.appointment))))
+    Ok((status, Json(resp)))
+}
+
+fn share_categories(raw: &[String]) -> ApiResult<Vec<Category>> {
+    let mut out = Vec::new();
+    for r in raw {
+        let c = Category::parse(r).ok_or_else(|| {
+            let known: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+            invalid(format!("share: unknown category `{r}` (one of {})", known.join(", ")))
+        })?;
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The consent grant a booking's share records: one per appointment (its id derives from the
+/// appointment's), so a retried request writes the same grant.
+fn share_grant(a: &Appointment, categories: &[Category], now: DateTime<Utc>) -> ConsentGrant {
+    ConsentGrant {
+        id: ConsentId::from_u128(a.id.0.as_u128() ^ 0x5348_4152_4500_0000_0000_0000_0000_0000),
+        patient: a.patient.clone(),
+        grantee: Grantee::Provider(a.provider.clone()),
+        categories: categories.to_vec(),
+        valid_from: now.min(a.booked_at),
+        valid_until: Some(a.end + Duration::days(SHARE_DAYS_AFTER)),
+        revoked_at: None,
+    }
+}
+
+/// The booking's side effects, each idempotent: the share grant and the outbox messages to the
+/// patient's account address.
+async fn after_booking(
+    state: &AppState,
+    session: &Session,
+    a: &Appointment,
+    share: &[Category],
+    now: DateTime<Utc>,
+) -> ApiResult<BookResponse> {
+    let mut shared_until = None;
+    if !share.is_empty() {
+        let grant = share_grant(a, share, now);
+        shared_until = grant.valid_until;
+        state.store.put_consent(&grant).await?;
+        audit_write(state, session, Some(&a.patient), "consents", "shared_at_booking").await?;
+    }
+    let mut notifications = Vec::new();
+    let email = state.store.get_user(&session.0.sub).await?.and_then(|u| u.email);
+    if let Some(to) = email
+        && !a.status.is_final()
+    {
+        let msgs = outbox_for_booking(a, &to, a.booked_at).map_err(|e| invalid(e.to_string()))?;
+        notifications = msgs.iter().map(|m| m.kind.as_str().to_owned()).collect();
+        state.store.enqueue_messages(&msgs).await?;
+    }
+    Ok(BookResponse {
+        appointment: AppointmentWire::from(a),
+        shared: share.iter().map(|c| c.as_str().to_owned()).collect(),
+        shared_until,
+        notifications,
+    })
+}
+
+/// Where an appointment's messages go: the address its earlier messages went to, else the
+/// signed-in patient's.
+async fn recipient(state: &AppState, session: &Session, a: &Appointment) -> ApiResult<Option<String>> {
+    if let Some(m) = state.store.messages_for(&a.id).await?.into_iter().next() {
+        return Ok(Some(m.to));
+    }
+    if session.0.patient.as_ref() == Some(&a.patient) {
+        return Ok(state.store.get_user(&session.0.sub).await?.and_then(|u| u.email));
+    }
+    Ok(None)
 }
 
 fn appointment_id_of(raw: &str) -> ApiResult<AppointmentId> {
@@ -471,6 +570,12 @@ pub async fn reschedule(
         other => booking_conflict(other),
     })?;
     audit_write(&state, &session, Some(&a.patient), "appointments", "rescheduled").await?;
+    // The old time's pending reminders go; the new time gets its own.
+    if let Some(to) = recipient(&state, &session, &a).await? {
+        state.store.cancel_messages(&a.id).await?;
+        let msgs = outbox_for_booking(&moved, &to, Utc::now()).map_err(|e| invalid(e.to_string()))?;
+        state.store.enqueue_messages(&msgs).await?;
+    }
     Ok(Json(AppointmentWire::from(&moved)))
 }
 
@@ -499,6 +604,17 @@ pub async fn set_status(
         other => other.into(),
     })?;
     audit_write(&state, &session, Some(&a.patient), "appointments", status.as_str()).await?;
+    if updated.status.is_final() {
+        // Cancelled, completed or no-show: no more reminders; a cancellation is announced.
+        let to = recipient(&state, &session, &a).await?;
+        state.store.cancel_messages(&a.id).await?;
+        if let Some(to) = to
+            && status == AppointmentStatus::Cancelled
+        {
+            let m = outbox_for_cancellation(&updated, &to, Utc::now()).map_err(|e| invalid(e.to_string()))?;
+            state.store.enqueue_messages(&[m]).await?;
+        }
+    }
     Ok(Json(AppointmentWire::from(&updated)))
 }
 

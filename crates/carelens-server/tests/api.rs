@@ -674,6 +674,9 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
     let app = app().await;
     patient_user(&*app.store, 10, "pat.one", not_in_care()).await;
     patient_user(&*app.store, 11, "pat.two", no_set()).await;
+    let mut with_mail = app.store.user_by_name("pat.one").await.unwrap().unwrap();
+    with_mail.email = Some("pat.one@example.org".into());
+    app.store.put_user(&with_mail).await.unwrap();
     let (one, two) = (app.login("pat.one").await, app.login("pat.two").await);
     let (dr, other_dr) = (app.login("dr.mine").await, app.login("dr.other").await);
     let p1 = ProviderId::from_number(1);
@@ -712,13 +715,36 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
     app.get("/api/v1/providers/PRV-nope/openings", &one).await.error(StatusCode::BAD_REQUEST, "invalid_input");
 
     // Booking needs a key; a retry with the key books once; the key cannot be reused elsewhere.
-    let req = json!({"provider": p1.as_str(), "start": at(0)});
+    let req = json!({"provider": p1.as_str(), "start": at(0), "share": ["medication", "allergy"]});
     app.book(&one, None, req.clone()).await.error(StatusCode::BAD_REQUEST, "missing_idempotency_key");
+    app.book(&one, Some("k-0"), json!({"provider": p1.as_str(), "start": at(0), "share": ["gossip"]}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
     let first = app.book(&one, Some("k-1"), req.clone()).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&first.bytes));
+    let booked = first.json();
+    assert_eq!(booked["shared"], json!(["medication", "allergy"]));
+    assert_eq!(booked["notifications"], json!(["confirmation", "reminder_24h", "reminder_2h"]));
     let retry = app.book(&one, Some("k-1"), req.clone()).await;
     assert_eq!(retry.status, StatusCode::OK);
     assert_eq!(retry.json()["id"], first.json()["id"]);
+    // The share is a consent grant to the booked practice until 30 days after the visit; the
+    // retry neither duplicates it nor the messages.
+    let appt_id: carelens_domain::AppointmentId = booked["id"].as_str().unwrap().parse().unwrap();
+    let grants: Vec<_> = app
+        .store
+        .consents_for(&not_in_care())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.grantee == carelens_domain::Grantee::Provider(p1.clone()))
+        .collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].categories, [carelens_domain::Category::Medication, carelens_domain::Category::Allergy]);
+    assert_eq!(grants[0].valid_until, Some(at(15) + chrono::Duration::days(30)));
+    let messages = app.store.messages_for(&appt_id).await.unwrap();
+    assert_eq!(messages.len(), 3);
+    assert!(messages.iter().all(|m| m.to == "pat.one@example.org"));
     app.book(&one, Some("k-1"), json!({"provider": p1.as_str(), "start": at(15)}))
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
@@ -744,6 +770,14 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
         )
         .await;
     assert_eq!(moved.status, StatusCode::OK, "{}", String::from_utf8_lossy(&moved.bytes));
+    // The old time's messages are cancelled; the new time has its own.
+    let state_counts = |ms: &[carelens_domain::OutboxMessage]| {
+        let n = |s| ms.iter().filter(|m| m.state == s).count();
+        (n(carelens_domain::MessageState::Pending), n(carelens_domain::MessageState::Cancelled))
+    };
+    let messages = app.store.messages_for(&appt_id).await.unwrap();
+    assert_eq!(state_counts(&messages), (3, 3));
+    assert!(messages.iter().filter(|m| m.state == carelens_domain::MessageState::Pending).all(|m| m.start == at(30)));
     let free = openings(app.get(&window, &one).await.json());
     assert_eq!(free.len(), 2);
     assert!(free.iter().any(|s| s.starts_with(&at(0).format("%Y-%m-%dT%H:%M").to_string())), "{free:?}");
@@ -769,6 +803,13 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
         .call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&one), Some(status("cancelled")))
         .await;
     assert_eq!(cancelled.json()["status"], "cancelled");
+    // Reminders go; the cancellation is announced.
+    let messages = app.store.messages_for(&appt_id).await.unwrap();
+    assert_eq!(state_counts(&messages), (1, 6));
+    assert!(
+        messages.iter().any(|m| m.kind == carelens_domain::MessageKind::Cancellation
+            && m.state == carelens_domain::MessageState::Pending)
+    );
     app.call(Method::POST, &format!("/api/v1/appointments/{id}/status"), Some(&dr), Some(status("confirmed")))
         .await
         .error(StatusCode::CONFLICT, "bad_transition");
