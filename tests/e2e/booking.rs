@@ -1,6 +1,8 @@
 //! `carelens availability samples` and `import`: own schedules plus both feed shapes merged;
 //! a broken feed keeps its last good openings.
 
+use serde_json::json;
+
 use crate::Carelens;
 
 const NOW: &str = "2026-12-01T00:00:00Z";
@@ -73,4 +75,203 @@ fn availability_from_own_schedules_and_two_feeds_merges_and_survives_a_broken_fe
     // Bad arguments.
     let err = c.fails(&["availability", "import", "--horizon-days", "0"], 1);
     assert!(err.contains("--horizon-days"), "{err}");
+}
+
+/// The SMTP sink (`smtp_sink.py`, aiosmtpd) on a free port; stopped on drop.
+struct SmtpSink {
+    child: std::process::Child,
+    port: u16,
+    out: std::path::PathBuf,
+}
+
+impl SmtpSink {
+    fn start(python: &std::ffi::OsStr, port: u16, out: &std::path::Path) -> SmtpSink {
+        use std::io::BufRead;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/smtp_sink.py");
+        let mut child = std::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .arg(out)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the SMTP sink");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "READY", "the SMTP sink did not start");
+        SmtpSink { child, port, out: out.to_owned() }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, in order.
+    fn messages(&self) -> Vec<serde_json::Value> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        names.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if self.child.wait_timeout_secs(5).is_none() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+trait WaitTimeout {
+    fn wait_timeout_secs(&mut self, secs: u64) -> Option<std::process::ExitStatus>;
+}
+
+impl WaitTimeout for std::process::Child {
+    fn wait_timeout_secs(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < until {
+            if let Ok(Some(s)) = self.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[test]
+fn booking_messages_reach_a_real_smtp_server_once_with_a_valid_calendar_file() {
+    use crate::serve::{Http, Server};
+    use chrono::{DateTime, Duration, Utc};
+    let Some(python) = std::env::var_os("CARELENS_MAIL_PYTHON") else {
+        assert!(
+            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
+            "CARELENS_MAIL_PYTHON must name a Python with aiosmtpd and icalendar (cargo xtask test sets it)"
+        );
+        eprintln!("SKIPPED: SMTP delivery (set CARELENS_MAIL_PYTHON; cargo xtask test does)");
+        return;
+    };
+    let c = Carelens::new();
+    let demo = c.json(&["demo", "--no-serve", "--no-images", "--patients", "200"]);
+    let patient = demo["booking"]["bookings"][0]["patient"].as_str().unwrap().to_owned();
+    let out = c
+        .command()
+        .args([
+            "users",
+            "add",
+            "pat.mail",
+            "--role",
+            "patient",
+            "--patient",
+            &patient,
+            "--email",
+            "pat.mail@example.org",
+        ])
+        .env("CARELENS_NEW_PASSWORD", "a-long-test-password")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = Server::start(&c, c.dir.path().join("models").to_str().unwrap());
+    let http = Http::new(&server.url);
+    let token = http.login("pat.mail", "a-long-test-password");
+
+    // An opening three or more days ahead, so both reminders are still to come.
+    let from = Utc::now() + Duration::days(3);
+    let hits = http.get("/api/v1/providers/search?per_page=5", &token).body;
+    let provider = hits["hits"][0]["id"].as_str().unwrap().to_owned();
+    let window = format!("/api/v1/providers/{provider}/openings?from={}", rfc3339(from).replace(':', "%3A"));
+    let openings = http.get(&window, &token).body;
+    let pick = |i: usize| openings[i]["start"].as_str().unwrap().to_owned();
+    let start: DateTime<Utc> = pick(0).parse().unwrap();
+    let booked =
+        http.post_keyed("/api/v1/appointments", &token, "mail-1", json!({"provider": provider, "start": pick(0)}));
+    assert_eq!(booked.status, 201, "{}", booked.body);
+    assert_eq!(booked.body["notifications"], json!(["confirmation", "reminder_24h", "reminder_2h"]));
+    let id = booked.body["id"].as_str().unwrap().to_owned();
+
+    let sink = SmtpSink::start(&python, free_port(), &c.dir.path().join("sink"));
+    let send = |now: Option<DateTime<Utc>>| {
+        let mut args = vec!["notify".to_owned(), "send".into(), "--mail".into(), sink.url()];
+        if let Some(t) = now {
+            args.extend(["--now".into(), rfc3339(t)]);
+        }
+        c.json(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // Now: the confirmation. A day before: the 24 h reminder. 90 minutes before: the 2 h one.
+    assert_eq!(send(None)["sent"], 1);
+    assert_eq!(send(Some(start - Duration::hours(23)))["sent"], 1);
+    assert_eq!(send(Some(start - Duration::minutes(90)))["sent"], 1);
+    // Exactly once: later rounds send nothing more.
+    assert_eq!(send(Some(start - Duration::minutes(80)))["sent"], 0);
+    let got = sink.messages();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let subjects: Vec<&str> = got.iter().map(|m| m["subject"].as_str().unwrap()).collect();
+    assert!(subjects[0].starts_with("Appointment confirmed"), "{subjects:?}");
+    assert!(subjects[1].starts_with("Reminder: appointment tomorrow"), "{subjects:?}");
+    assert!(subjects[2].starts_with("Reminder: appointment today"), "{subjects:?}");
+    let mut ids: Vec<&str> = got.iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    for m in &got {
+        assert_eq!(m["envelope_to"], json!(["pat.mail@example.org"]));
+        assert!(m["ics_error"].is_null(), "{m}");
+        let ics = &m["ics"];
+        assert_eq!(ics["uid"], format!("{id}@carelens"), "{m}");
+        assert_eq!(ics["version"], "2.0");
+        assert_eq!(ics["method"], "PUBLISH");
+        let dtstart: DateTime<Utc> = ics["dtstart"].as_str().unwrap().parse().unwrap();
+        assert_eq!(dtstart, start, "{m}");
+        // Nothing about the patient beyond the address it goes to.
+        let all = m.to_string();
+        assert!(!all.contains(&patient), "the Health ID leaked into a message: {m}");
+    }
+
+    // The mail server is down: the next booking's confirmation waits and is retried after the
+    // backoff, then arrives once.
+    drop(sink);
+    let second =
+        http.post_keyed("/api/v1/appointments", &token, "mail-2", json!({"provider": provider, "start": pick(1)}));
+    assert_eq!(second.status, 201, "{}", second.body);
+    let down = c.json(&["notify", "send", "--mail", &format!("smtp://127.0.0.1:{}", free_port())]);
+    assert_eq!((down["sent"].as_u64(), down["retried"].as_u64()), (Some(0), Some(1)), "{down}");
+    let sink = SmtpSink::start(&python, free_port(), &c.dir.path().join("sink"));
+    let send = |now: DateTime<Utc>| c.json(&["notify", "send", "--mail", &sink.url(), "--now", &rfc3339(now)]);
+    assert_eq!(send(Utc::now())["sent"], 0, "not before the backoff ends");
+    assert_eq!(send(Utc::now() + Duration::minutes(2))["sent"], 1);
+    assert_eq!(sink.messages().len(), 4);
+
+    // Cancelling announces itself with a METHOD:CANCEL calendar file; its reminders never go.
+    let second_id = second.body["id"].as_str().unwrap();
+    let r = http.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/appointments/{second_id}/status"),
+        Some(&token),
+        Some(json!({"status": "cancelled"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = send(Utc::now() + Duration::minutes(3));
+    assert_eq!(after["sent"], 1, "{after}");
+    let last = sink.messages().pop().unwrap();
+    assert!(last["subject"].as_str().unwrap().starts_with("Appointment cancelled"), "{last}");
+    assert_eq!(last["ics"]["method"], "CANCEL");
+    assert_eq!(last["ics"]["status"], "CANCELLED");
+    let start2: DateTime<Utc> = pick(1).parse().unwrap();
+    assert_eq!(send(start2 - Duration::minutes(90))["sent"], 0, "a cancelled appointment's reminders never go");
+    let status = c.json(&["notify", "status"]);
+    assert_eq!(status["sent"], 5, "{status}");
+    drop(server);
 }

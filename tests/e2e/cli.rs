@@ -4,7 +4,7 @@ use crate::Carelens;
 fn help_explains_every_command() {
     let c = Carelens::new();
     let help = c.ok(&["--help"]);
-    for word in ["demo", "generate", "stats", "--data-dir", "--json", "CARELENS_DATA_DIR"] {
+    for word in ["demo", "generate", "stats", "notify", "availability", "--data-dir", "--json", "CARELENS_DATA_DIR"] {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
     let gen_help = c.ok(&["generate", "--help"]);
@@ -29,6 +29,16 @@ fn demo_runs_then_reuses_its_population() {
     let booked = first["booking"]["bookings"].as_array().unwrap();
     assert!(!booked.is_empty(), "demo booked nothing: {}", first["booking"]);
     assert!(booked.iter().all(|b| b["new"] == true));
+    // Their confirmations are written as .eml files (no mail server needed), once.
+    assert_eq!(first["booking"]["mail"]["sent"].as_u64(), Some(booked.len() as u64));
+    let mail_dir = c.data_dir().join("mail");
+    let emls = || {
+        std::fs::read_dir(&mail_dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "eml"))
+            .count()
+    };
+    assert_eq!(emls(), booked.len());
     let second = c.json(&["demo", "--no-serve"]);
     assert_eq!(second["population"]["reused"], true);
     assert_eq!(second["population"]["summary"]["hash"], first["population"]["summary"]["hash"]);
@@ -38,6 +48,8 @@ fn demo_runs_then_reuses_its_population() {
     for (a, b) in again.iter().zip(booked) {
         assert_eq!((&a["appointment"], &a["new"]), (&b["appointment"], &serde_json::Value::Bool(false)));
     }
+    assert_eq!(second["booking"]["mail"]["sent"], 0);
+    assert_eq!(emls(), booked.len());
     // Human output goes to stdout, tells what happened.
     let text = c.ok(&["demo", "--no-serve"]);
     assert!(text.contains("Population already in") && text.contains("Conditions"), "{text}");

@@ -86,6 +86,22 @@ impl Http {
         })
     }
 
+    /// POST with an `Idempotency-Key` header.
+    pub fn post_keyed(&self, path: &str, token: &str, key: &str, body: Value) -> Reply {
+        self.rt.block_on(async {
+            let req = self
+                .client
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&body);
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.unwrap();
+            Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+        })
+    }
+
     pub fn get(&self, path: &str, token: &str) -> Reply {
         self.call(reqwest::Method::GET, path, Some(token), None)
     }

@@ -136,6 +136,8 @@ fn test(root: &Path) -> Result<()> {
     cmd.env("CARELENS_NOTEBOOK_PYTHON", venv_python("notebook-venv", NOTEBOOK_PACKAGES)?);
     // Apache Spark in local mode runs two KPIs' SQL on the same snapshot (needs Java 17+).
     cmd.env("CARELENS_SPARK_PYTHON", venv_python("spark-venv", &["pyspark==4.3.0"])?);
+    // A real SMTP server (aiosmtpd) receives booking reminders; icalendar checks their .ics.
+    cmd.env("CARELENS_MAIL_PYTHON", venv_python("mail-venv", &["aiosmtpd==1.4.6", "icalendar==6.3.2"])?);
     if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
         let shared = root.join("../shared/datasets");
         if shared.is_dir() {
@@ -157,6 +159,8 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
     ("axum", &["carelens-server"]),
     ("utoipa", &["carelens-server"]),
     ("utoipa-axum", &["carelens-server"]),
+    // Only the notify crate speaks SMTP.
+    ("lettre", &["carelens-notify"]),
 ];
 
 /// Each backend library may be a direct (normal or build) dependency of the named crates only;

@@ -162,7 +162,51 @@ pub enum Command {
     /// Provider availability: `carelens availability import --doctolib FILE --jameda FILE`
     #[command(subcommand)]
     Availability(AvailabilityCommand),
+
+    /// Booking confirmations and reminders: deliver what the outbox holds, or see its state
+    ///
+    /// Bookings put their messages in the outbox (in the store); `carelens serve` delivers them
+    /// every 30 seconds when CARELENS_MAIL_URL is set. Messages carry the practice, time and
+    /// address with an .ics calendar file; never the patient's name or anything clinical.
+    ///
+    /// Examples:
+    ///   CARELENS_MAIL_URL=smtp://127.0.0.1:2525 carelens notify send
+    ///   carelens notify send --mail file:///tmp/outbox     (write .eml files instead)
+    ///   carelens notify status
+    #[command(subcommand)]
+    Notify(NotifyCommand),
 }
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send every message due now (or at --now); failures are retried later with backoff
+    Send(NotifySendArgs),
+    /// How many messages are pending, sent, dead or cancelled
+    Status,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifySendArgs {
+    /// Where mail goes: smtp://host:port, smtp://host?tls=required (STARTTLS),
+    /// smtps://user:password@host, or file:///directory for .eml files
+    #[arg(long, env = env::CARELENS_MAIL_URL, value_name = "URL", hide_env_values = true)]
+    pub mail: String,
+
+    /// The sender, e.g. "Praxis Beispiel <termine@praxis.example>"
+    #[arg(long, env = env::CARELENS_MAIL_FROM, value_name = "ADDRESS", default_value = DEFAULT_MAIL_FROM)]
+    pub from: String,
+
+    /// Deliver as if it were this moment (reminders due by then go out), e.g. 2026-12-01T08:00:00Z
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+
+    /// Keep delivering every SECONDS until Ctrl-C
+    #[arg(long, value_name = "SECONDS")]
+    pub every: Option<u64>,
+}
+
+/// The sender when none is configured.
+pub const DEFAULT_MAIL_FROM: &str = "carelens <no-reply@carelens.invalid>";
 
 #[derive(Debug, Subcommand)]
 pub enum AvailabilityCommand {

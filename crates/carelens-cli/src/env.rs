@@ -28,3 +28,9 @@ pub const CARELENS_NEW_PASSWORD: &str = "CARELENS_NEW_PASSWORD";
 /// patient has the same pseudonym in every snapshot (longitudinal analysis). Unset: a random
 /// key per snapshot, so snapshots do not link. Never commit it.
 pub const CARELENS_PSEUDONYM_KEY: &str = "CARELENS_PSEUDONYM_KEY";
+/// Where booking confirmations and reminders go (same as `notify send --mail`):
+/// `smtp://host:port`, `smtps://user:password@host`, or `file:///directory`. Set, `carelens
+/// serve` delivers the outbox every 30 seconds. Credentials in it are never logged.
+pub const CARELENS_MAIL_URL: &str = "CARELENS_MAIL_URL";
+/// The sender address of those messages.
+pub const CARELENS_MAIL_FROM: &str = "CARELENS_MAIL_FROM";

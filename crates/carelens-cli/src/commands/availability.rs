@@ -128,11 +128,16 @@ pub struct DemoBooking {
     pub refresh: RefreshReport,
     /// Bookings made (or found from an earlier demo run) through the same rules as the API.
     pub bookings: Vec<DemoBooked>,
+    /// Where the bookings' confirmation mails were written (`file://…`, one .eml each).
+    pub mail_dir: String,
+    pub mail: carelens_notify::DeliveryReport,
 }
 
 #[derive(Debug, serde::Serialize)]
 pub struct DemoBooked {
     pub appointment: String,
+    /// The patient's Health ID.
+    pub patient: String,
     pub provider: String,
     pub start: chrono::DateTime<chrono::Utc>,
     /// `false` when an earlier demo run had booked it already (same idempotency key).
@@ -167,6 +172,7 @@ pub fn demo_step(ctx: &Context) -> Result<DemoBooking> {
         if let Some(a) = ctx.runtime.block_on(ctx.store.get_appointment(&id))? {
             bookings.push(DemoBooked {
                 appointment: a.id.to_string(),
+                patient: a.patient.to_string(),
                 provider: a.provider.to_string(),
                 start: a.start,
                 new: false,
@@ -197,13 +203,32 @@ pub fn demo_step(ctx: &Context) -> Result<DemoBooking> {
         if let Ok(b) = ctx.runtime.block_on(ctx.store.book(&a)) {
             bookings.push(DemoBooked {
                 appointment: b.appointment.id.to_string(),
+                patient: b.appointment.patient.to_string(),
                 provider: b.appointment.provider.to_string(),
                 start: b.appointment.start,
                 new: b.created,
             });
         }
     }
-    Ok(DemoBooking { feeds_dir: dir.display().to_string(), refresh: report, bookings })
+    // Each demo booking's confirmation goes to a made-up address as an .eml file (no mail
+    // server needed); its reminders wait in the outbox until due.
+    let mut messages = Vec::new();
+    for (i, b) in bookings.iter().enumerate() {
+        let id: carelens_domain::AppointmentId = b.appointment.parse()?;
+        if let Some(a) = ctx.runtime.block_on(ctx.store.get_appointment(&id))? {
+            messages.extend(carelens_booking::notify::outbox_for_booking(
+                &a,
+                &format!("demo.patient{}@example.org", i + 1),
+                a.booked_at,
+            )?);
+        }
+    }
+    ctx.runtime.block_on(ctx.store.enqueue_messages(&messages))?;
+    let mail_dir = ctx.data_dir.join("mail");
+    let url = format!("file://{}", mail_dir.display());
+    let deliverer = super::notify::deliverer(ctx, &url, crate::cli::DEFAULT_MAIL_FROM)?;
+    let mail = ctx.runtime.block_on(deliverer.deliver_due(now))?;
+    Ok(DemoBooking { feeds_dir: dir.display().to_string(), refresh: report, bookings, mail_dir: url, mail })
 }
 
 pub fn print_demo(d: &DemoBooking) {
@@ -216,6 +241,13 @@ pub fn print_demo(d: &DemoBooking) {
             b.provider,
             carelens_booking::feeds::berlin_local(b.start),
             if b.new { "" } else { " (from an earlier demo run)" }
+        );
+    }
+    if d.mail.sent > 0 {
+        outln!(
+            "{} confirmation mails (with .ics) written to {}; reminders wait in the outbox (`carelens notify status`)",
+            d.mail.sent,
+            d.mail_dir
         );
     }
 }

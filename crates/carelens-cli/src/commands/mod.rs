@@ -12,6 +12,7 @@ mod images;
 mod ingest;
 mod migrate;
 mod models;
+mod notify;
 mod plots;
 mod predict;
 mod serve;
@@ -21,8 +22,8 @@ mod train;
 use anyhow::Result;
 
 use crate::cli::{
-    AvailabilityCommand, Cli, Command, ExportCommand, IngestCommand, KpiCommand, PredictionsCommand, TrainCommand,
-    UsersCommand,
+    AvailabilityCommand, Cli, Command, ExportCommand, IngestCommand, KpiCommand, NotifyCommand, PredictionsCommand,
+    TrainCommand, UsersCommand,
 };
 use crate::context::{Context, Light};
 
@@ -53,6 +54,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Kpi(KpiCommand::Run(args)) => analytics::run(&ctx, &args),
         Command::Availability(AvailabilityCommand::Import(args)) => availability::import(&ctx, &args),
         Command::Availability(AvailabilityCommand::Samples(args)) => availability::samples(&ctx, &args),
+        Command::Notify(NotifyCommand::Send(args)) => notify::send(&ctx, &args),
+        Command::Notify(NotifyCommand::Status) => notify::status(&ctx),
         Command::Train(TrainCommand::Fusion(args)) => predict::train_fusion(&ctx, &light, &args),
         Command::Predict(args) => predict::run(&ctx, &light, &args),
         Command::Predictions(PredictionsCommand::Show(args)) => predict::show(&ctx, &args),

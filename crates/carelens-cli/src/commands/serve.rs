@@ -110,11 +110,34 @@ fn serve_until_ctrl_c(
         before(&url);
         use std::io::Write as _;
         std::io::stdout().flush().ok();
-        let shutdown = async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mailer = match std::env::var(env::CARELENS_MAIL_URL) {
+            Ok(url) if !url.is_empty() => {
+                let from = std::env::var(env::CARELENS_MAIL_FROM)
+                    .unwrap_or_else(|_| crate::cli::DEFAULT_MAIL_FROM.to_owned());
+                let d = Arc::new(super::notify::deliverer(ctx, &url, &from)?);
+                if !ctx.json {
+                    outln!("delivering booking messages to {} every 30 s", d.transport().location());
+                }
+                let mut rx = stop_rx.clone();
+                let stop = async move {
+                    rx.wait_for(|s| *s).await.ok();
+                };
+                Some(tokio::spawn(carelens_notify::run(d, std::time::Duration::from_secs(30), stop)))
+            }
+            _ => None,
+        };
+        let shutdown = async move {
             tokio::signal::ctrl_c().await.ok();
             eprintln!("carelens serve: stopping (finishing open requests)");
+            stop_tx.send(true).ok();
         };
-        carelens_server::serve(listener, state, shutdown).await.context("the HTTP server failed")
+        let served = carelens_server::serve(listener, state, shutdown).await.context("the HTTP server failed");
+        if let Some(m) = mailer {
+            m.await.ok();
+        }
+        drop(stop_rx);
+        served
     })
 }
 
