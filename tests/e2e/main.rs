@@ -17,6 +17,7 @@ mod models;
 mod predict;
 mod privacy;
 mod serve;
+mod storm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,6 +36,11 @@ pub fn carelens_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("its address").port()
 }
 
 /// A `carelens` invocation in a fresh data directory.

@@ -222,10 +222,6 @@ pub fn doctors_are_served_the_stored_sets(c: &Carelens, models: &str, demo: &Val
 // ---------------------------------------------------------------------------------------
 // headless Chromium
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn which(name: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(name)).find(|p| p.is_file())
 }
@@ -250,7 +246,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     fn start(chromium: &std::path::Path, chromedriver: &std::path::Path) -> Browser {
-        let port = free_port();
+        let port = crate::free_port();
         let driver = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -78,6 +78,10 @@ pub enum Command {
     /// history category and appointment status
     Stats(StatsArgs),
 
+    /// List patients' Health IDs with age band, sex and region (never names or birth dates),
+    /// e.g. to link a patient account: `carelens users add NAME --role patient --patient ID`
+    Patients(PatientsArgs),
+
     /// Copy everything from the current --store/--objects to other backends (e.g. embedded to
     /// MongoDB + S3, or back) and verify both sides have the same checksum
     ///
@@ -896,6 +900,17 @@ pub struct DemoArgs {
 
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PatientsArgs {
+    /// How many (in Health ID order)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+
+    /// Start after this Health ID (the last one of the previous page)
+    #[arg(long, value_name = "HEALTH_ID")]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(&ctx, &light, &args),
         Command::Generate(args) => generate::run(&ctx, &args),
         Command::Stats(args) => stats::run(&ctx, &args),
+        Command::Patients(args) => stats::patients(&ctx, &args),
         Command::Migrate(args) => migrate::run(&ctx, &args),
         Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
         Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),

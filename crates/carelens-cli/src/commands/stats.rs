@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::generate::{PopulationMeta, population};
-use crate::cli::StatsArgs;
+use crate::cli::{PatientsArgs, StatsArgs};
 use crate::context::Context;
 use crate::output::{self, thousands};
 
@@ -158,4 +158,44 @@ pub fn run(ctx: &Context, args: &StatsArgs) -> Result<()> {
         print_human(&report);
         Ok(())
     }
+}
+
+#[derive(Debug, Serialize)]
+struct PatientRow {
+    id: String,
+    age_band: &'static str,
+    sex: &'static str,
+    region: String,
+    insurance: &'static str,
+}
+
+/// `carelens patients`: Health IDs with coarse attributes only.
+pub fn patients(ctx: &Context, args: &PatientsArgs) -> Result<()> {
+    let page = PageRequest { after: args.after.clone(), limit: args.limit };
+    let today = chrono::Utc::now().date_naive();
+    let items = ctx.runtime.block_on(ctx.store.list_patients(page))?.items;
+    let rows: Vec<PatientRow> = items
+        .iter()
+        .map(|p| PatientRow {
+            id: p.id.to_string(),
+            age_band: age_band(p.age_on(today)),
+            sex: p.sex.as_str(),
+            region: p.residence.region.clone(),
+            insurance: p.insurance.kind.as_str(),
+        })
+        .collect();
+    if ctx.json {
+        return output::json(&rows);
+    }
+    if rows.is_empty() {
+        outln!("No patients. Run `carelens demo` or `carelens generate`.");
+        return Ok(());
+    }
+    for r in &rows {
+        outln!("{}  {:<6} {:<7} {:<24} {}", r.id, r.age_band, r.sex, r.region, r.insurance);
+    }
+    if rows.len() == args.limit as usize {
+        outln!("(more: --after {})", rows[rows.len() - 1].id);
+    }
+    Ok(())
 }
