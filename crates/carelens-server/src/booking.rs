@@ -11,9 +11,9 @@ use carelens_booking::search::{Candidate, SearchQuery, search};
 use carelens_booking::{BookingError, appointment_id};
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, Category, ConsentGrant, ConsentId, GeoPoint, Grantee, InsuranceKind,
-    Opening, Provider, ProviderId, Role, Specialty, VisitType,
+    Opening, Provider, ProviderId, RatingSummary, Review, ReviewId, Role, Specialty, VisitType,
 };
-use carelens_store::{PageRequest, StoreError};
+use carelens_store::{PageRequest, StoreError, WriteBatch};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -645,4 +645,127 @@ pub async fn calendar(
     }
     let list = state.store.appointments_for_provider(&provider, from, to).await?;
     Ok(Json(list.iter().map(AppointmentWire::from).collect()))
+}
+
+/// The longest review text.
+pub const MAX_REVIEW: usize = 2000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// 1–5
+    pub stars: u8,
+    /// At most 2000 characters; shown to other patients without the reviewer's identity.
+    #[serde(default)]
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewWire {
+    pub stars: u8,
+    pub text: String,
+    pub date: chrono::NaiveDate,
+    /// The reviewer had a completed appointment here (always true for reviews written in carelens).
+    pub verified_visit: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewsResponse {
+    pub rating_mean: f64,
+    pub reviews: u32,
+    /// Newest first; never who wrote them.
+    pub items: Vec<ReviewWire>,
+}
+
+/// One review per patient and practice: writing again replaces it.
+fn review_id(patient: &carelens_domain::HealthId, provider: &ProviderId) -> ReviewId {
+    let AppointmentId(u) = appointment_id(patient, &format!("review\0{provider}"));
+    ReviewId(u)
+}
+
+/// A practice's reviews, newest first, without the reviewers' identities.
+#[utoipa::path(get, path = "/api/v1/providers/{id}/reviews", tag = "booking",
+    params(("id" = String, Path, description = "provider id")), security(("bearer" = [])), responses(
+    (status = 200, body = ReviewsResponse), (status = 404, body = ErrorBody, description = "`provider_not_found`")))]
+pub async fn list_reviews(
+    State(state): State<AppState>,
+    session: Session,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<ReviewsResponse>> {
+    session.require(&state, &[Role::Patient, Role::Doctor, Role::Admin], "reviews").await?;
+    let p = provider(&state, &provider_id(&id)?).await?;
+    let mut items = state.store.reviews_for(&p.id).await?;
+    items.sort_by(|a, b| b.date.cmp(&a.date));
+    Ok(Json(ReviewsResponse {
+        rating_mean: p.rating.mean,
+        reviews: p.rating.count,
+        items: items
+            .into_iter()
+            .map(|r| ReviewWire { stars: r.stars, text: r.text, date: r.date, verified_visit: r.verified_visit })
+            .collect(),
+    }))
+}
+
+/// Reviews a practice: only patients with a completed appointment there; a second review by
+/// the same patient replaces the first. The practice's rating is recomputed from its reviews.
+#[utoipa::path(post, path = "/api/v1/providers/{id}/reviews", tag = "booking", request_body = ReviewRequest,
+    params(("id" = String, Path, description = "provider id")), security(("bearer" = [])), responses(
+    (status = 201, body = ReviewsResponse),
+    (status = 403, body = ErrorBody, description = "`review_needs_visit`, `forbidden_role`"),
+    (status = 400, body = ErrorBody, description = "`invalid_input`")))]
+pub async fn post_review(
+    State(state): State<AppState>,
+    session: Session,
+    UrlPath(id): UrlPath<String>,
+    Body(req): Body<ReviewRequest>,
+) -> ApiResult<(StatusCode, Json<ReviewsResponse>)> {
+    session.require(&state, &[Role::Patient], "reviews").await?;
+    let patient = session.0.patient.clone().ok_or_else(|| ApiError::of(ErrorCode::ForbiddenRole))?;
+    let mut p = provider(&state, &provider_id(&id)?).await?;
+    if !(1..=5).contains(&req.stars) {
+        return Err(invalid("stars: 1 to 5"));
+    }
+    if req.text.chars().count() > MAX_REVIEW {
+        return Err(invalid(format!("text: at most {MAX_REVIEW} characters")));
+    }
+    let visited = state
+        .store
+        .appointments_for_patient(&patient)
+        .await?
+        .iter()
+        .any(|a| a.provider == p.id && a.status == AppointmentStatus::Completed);
+    if !visited {
+        crate::access::audit_denied(&state, &session, Some(&patient), "reviews", "no_completed_visit").await;
+        return Err(ApiError::of(ErrorCode::ReviewNeedsVisit));
+    }
+    let review = Review {
+        id: review_id(&patient, &p.id),
+        provider: p.id.clone(),
+        patient: patient.clone(),
+        stars: req.stars,
+        text: req.text.trim().to_owned(),
+        date: Utc::now().date_naive(),
+        verified_visit: true,
+    };
+    state.store.apply(WriteBatch { reviews: vec![review], ..WriteBatch::default() }).await?;
+    let all = state.store.reviews_for(&p.id).await?;
+    let count = u32::try_from(all.len()).unwrap_or(u32::MAX);
+    let mean =
+        if all.is_empty() { 0.0 } else { all.iter().map(|r| f64::from(r.stars)).sum::<f64>() / all.len() as f64 };
+    p.rating = RatingSummary { count, mean: (mean * 100.0).round() / 100.0 };
+    state.store.apply(WriteBatch { providers: vec![p.clone()], ..WriteBatch::default() }).await?;
+    audit_write(&state, &session, Some(&patient), "reviews", "reviewed").await?;
+    let mut all = all;
+    all.sort_by(|a, b| b.date.cmp(&a.date));
+    Ok((
+        StatusCode::CREATED,
+        Json(ReviewsResponse {
+            rating_mean: p.rating.mean,
+            reviews: p.rating.count,
+            items: all
+                .into_iter()
+                .map(|r| ReviewWire { stars: r.stars, text: r.text, date: r.date, verified_visit: r.verified_visit })
+                .collect(),
+        }),
+    ))
 }

@@ -95,6 +95,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(booking::set_status))
         .routes(routes!(booking::my_appointments))
         .routes(routes!(booking::calendar))
+        .routes(routes!(booking::list_reviews, booking::post_review))
         .split_for_parts()
 }
 

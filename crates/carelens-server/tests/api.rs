@@ -543,6 +543,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/prediction-runs/{run}",
             "GET /api/v1/providers/search",
             "GET /api/v1/providers/{id}/openings",
+            "GET /api/v1/providers/{id}/reviews",
             "GET /api/v1/users",
             "GET /healthz",
             "GET /readyz",
@@ -552,6 +553,7 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/auth/login",
             "POST /api/v1/patients/{id}/feedback",
             "POST /api/v1/prediction-runs",
+            "POST /api/v1/providers/{id}/reviews",
             "POST /api/v1/users",
         ]
     );
@@ -818,6 +820,43 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
     let this = mine.as_array().unwrap().iter().find(|a| a["id"] == id.as_str()).unwrap();
     assert_eq!(this["status"], "cancelled");
     app.get("/api/v1/calendar", &one).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+
+    // Reviews: only after a completed visit; one per patient (a second replaces the first);
+    // listed without the reviewer.
+    let reviews = format!("/api/v1/providers/{p1}/reviews");
+    let before = app.get(&reviews, &two).await.json();
+    let review = |stars: u8| json!({"stars": stars, "text": "Kurze Wartezeit, sehr freundlich."});
+    app.call(Method::POST, &reviews, Some(&one), Some(review(5)))
+        .await
+        .error(StatusCode::FORBIDDEN, "review_needs_visit");
+    let visit = app.book(&one, Some("k-visit"), json!({"provider": p1.as_str(), "start": at(0)})).await;
+    assert_eq!(visit.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&visit.bytes));
+    let vid = visit.json()["id"].as_str().unwrap().to_owned();
+    for s in ["confirmed", "checked_in", "completed"] {
+        let r = app.call(Method::POST, &format!("/api/v1/appointments/{vid}/status"), Some(&dr), Some(status(s))).await;
+        assert_eq!(r.status, StatusCode::OK, "{s}: {}", String::from_utf8_lossy(&r.bytes));
+    }
+    app.call(Method::POST, &reviews, Some(&two), Some(review(1)))
+        .await
+        .error(StatusCode::FORBIDDEN, "review_needs_visit");
+    app.call(Method::POST, &reviews, Some(&one), Some(review(6))).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+    app.call(Method::POST, &reviews, Some(&dr), Some(review(5))).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    let n0 = before["items"].as_array().unwrap().len() as u64;
+    let r = app.call(Method::POST, &reviews, Some(&one), Some(review(5))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.json()["reviews"].as_u64(), Some(n0 + 1));
+    let r = app.call(Method::POST, &reviews, Some(&one), Some(review(1))).await;
+    let after = r.json();
+    assert_eq!(after["reviews"].as_u64(), Some(n0 + 1), "a second review replaces the first");
+    assert!(after["items"].as_array().unwrap().iter().any(|i| i["stars"] == 1 && i["verified_visit"] == true));
+    let listed = app.get(&reviews, &two).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&listed.bytes).into_owned();
+    assert!(!text.contains(not_in_care().as_str()) && !text.contains("patient"), "a reviewer is named: {text}");
+    // The search ranks with the new rating.
+    let hit = app.get("/api/v1/providers/search?near=M%C3%BCnchen&radius_km=20", &two).await.json();
+    let h = hit["hits"].as_array().unwrap().iter().find(|h| h["id"] == p1.as_str()).unwrap().clone();
+    assert_eq!(h["reviews"].as_u64(), Some(n0 + 1), "{h}");
 }
 
 fn urlencode(t: chrono::DateTime<Utc>) -> String {
