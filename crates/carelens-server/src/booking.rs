@@ -695,7 +695,7 @@ pub async fn list_reviews(
     session.require(&state, &[Role::Patient, Role::Doctor, Role::Admin], "reviews").await?;
     let p = provider(&state, &provider_id(&id)?).await?;
     let mut items = state.store.reviews_for(&p.id).await?;
-    items.sort_by(|a, b| b.date.cmp(&a.date));
+    items.sort_by_key(|r| std::cmp::Reverse(r.date));
     Ok(Json(ReviewsResponse {
         rating_mean: p.rating.mean,
         reviews: p.rating.count,
@@ -756,7 +756,7 @@ pub async fn post_review(
     state.store.apply(WriteBatch { providers: vec![p.clone()], ..WriteBatch::default() }).await?;
     audit_write(&state, &session, Some(&patient), "reviews", "reviewed").await?;
     let mut all = all;
-    all.sort_by(|a, b| b.date.cmp(&a.date));
+    all.sort_by_key(|r| std::cmp::Reverse(r.date));
     Ok((
         StatusCode::CREATED,
         Json(ReviewsResponse {
