@@ -51,3 +51,23 @@ pub fn appointment_id(patient: &HealthId, key: &str) -> AppointmentId {
     b[8] = (b[8] & 0x3f) | 0x80;
     AppointmentId::from_u128(u128::from_be_bytes(b))
 }
+
+/// The appointment a patient's booking of `opening` at `now` creates (status booked).
+pub fn booking_of(
+    id: AppointmentId,
+    patient: &HealthId,
+    opening: &carelens_domain::Opening,
+    now: chrono::DateTime<chrono::Utc>,
+) -> carelens_domain::Appointment {
+    carelens_domain::Appointment {
+        id,
+        patient: patient.clone(),
+        provider: opening.provider.clone(),
+        start: opening.start,
+        end: opening.end,
+        visit_type: opening.visit_type,
+        status: carelens_domain::AppointmentStatus::Booked,
+        booked_at: now,
+        status_changed_at: now,
+    }
+}

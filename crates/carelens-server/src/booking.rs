@@ -427,17 +427,7 @@ pub async fn book(
     let now = Utc::now();
     let held = state.store.appointments_for_patient(&patient_id).await?;
     Policy::default().check(now, &opening, &prov, patient.insurance.kind, &held).map_err(refused)?;
-    let a = Appointment {
-        id,
-        patient: patient_id.clone(),
-        provider: pid,
-        start: opening.start,
-        end: opening.end,
-        visit_type: opening.visit_type,
-        status: AppointmentStatus::Booked,
-        booked_at: now,
-        status_changed_at: now,
-    };
+    let a = carelens_booking::booking_of(id, &patient_id, &opening, now);
     let booked = state.store.book(&a).await.map_err(booking_conflict)?;
     if booked.created {
         audit_write(&state, &session, Some(&patient_id), "appointments", "booked").await?;

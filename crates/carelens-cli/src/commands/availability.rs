@@ -148,7 +148,6 @@ pub struct DemoBooked {
 /// few bookings of the earliest openings (idempotent across demo runs).
 pub fn demo_step(ctx: &Context) -> Result<DemoBooking> {
     use carelens_booking::policy::Policy;
-    use carelens_domain::{Appointment, AppointmentStatus};
     let now = chrono::Utc::now();
     let dir = ctx.data_dir.join("incoming/feeds");
     let (doctolib, jameda) =
@@ -188,17 +187,7 @@ pub fn demo_step(ctx: &Context) -> Result<DemoBooking> {
         else {
             continue;
         };
-        let a = Appointment {
-            id,
-            patient: patient.id.clone(),
-            provider: provider.id.clone(),
-            start: opening.start,
-            end: opening.end,
-            visit_type: opening.visit_type,
-            status: AppointmentStatus::Booked,
-            booked_at: now,
-            status_changed_at: now,
-        };
+        let a = carelens_booking::booking_of(id, &patient.id, &opening, now);
         // Someone may have taken the slot since: then this demo booking is skipped.
         if let Ok(b) = ctx.runtime.block_on(ctx.store.book(&a)) {
             bookings.push(DemoBooked {
