@@ -470,3 +470,112 @@ fn a_doctor_signs_in_sees_a_heatmap_and_confirms_a_diagnosis_in_chromium() {
     let e = c.fails(&["export", "feedback", "--diagnosis", "K35", "--out", out.to_str().unwrap()], 1);
     assert!(e.contains("no feedback on K35") && e.contains(&format!("verdicts exist for {category} (1)")), "{e}");
 }
+
+/// A patient finds the demo doctor's practice in the booking page, books its first free
+/// opening (sharing medication and allergies), sees it under "My appointments"; the doctor
+/// then finds it in the practice calendar and confirms it. Screenshots saved.
+#[test]
+fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
+    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(
+            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
+            "chromium and chromedriver are required (apt-get install chromium chromium-driver; .ci/run does)"
+        );
+        eprintln!("SKIPPED: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
+        return;
+    };
+    let models = super::predict::repo_models();
+    let c = Carelens::new();
+    let demo = c.json(&["--models", &models, "demo", "--patients", "200", "--no-serve"]);
+    let server = Server::start(&c, &models);
+    let http = Http::new(&server.url);
+    let (doctor, doctor_pw) = login_of(&demo, "doctor");
+    let (patient, patient_pw) = login_of(&demo, "patient");
+    let dr_token = http.login(doctor, doctor_pw);
+    let me = http.get("/api/v1/me", &dr_token).body;
+    let practice = me["provider"].as_str().expect("the demo doctor has a practice").to_string();
+    let p = http.get(&format!("/api/v1/providers/{practice}"), &dr_token).body;
+    assert!(p["earliest"].is_string(), "the demo practice has free openings: {p}");
+
+    let browser = Browser::start(&chromium, &chromedriver);
+    browser.goto(&format!("{}/", server.url));
+    browser.wait_for("the sign-in form", "return !document.querySelector('#login-view').hidden");
+    browser.type_into("#username", patient);
+    browser.type_into("#password", patient_pw);
+    browser.click("#signin");
+    browser.wait_for("search results", "return document.querySelectorAll('#bk-results li').length");
+    // Narrow the search to the practice's specialty and postcode.
+    browser.eval(&format!(
+        "document.querySelector('#bk-specialty').value = {}; document.querySelector('#bk-radius').value = '5';",
+        json!(p["specialty"])
+    ));
+    browser.type_into("#bk-near", p["postcode"].as_str().unwrap());
+    browser.click("#bk-go");
+    let card = format!("#bk-results li[data-provider='{practice}']");
+    browser.wait_for("the practice among the results", &format!("return !!document.querySelector(\"{card}\")"));
+    let text = browser.eval(&format!("return document.querySelector(\"{card}\").textContent")).to_string();
+    assert!(text.contains(p["name"].as_str().unwrap()) && text.contains("next free"), "{text}");
+    browser.click(&format!("{card} button.openings"));
+    browser.wait_for("openings", "return document.querySelectorAll('#bk-days button.slot').length");
+    browser.click("#bk-days button.slot");
+    browser.wait_for("the booking form", "return !document.querySelector('#bk-confirm').hidden");
+    let shared = browser.eval("return [...document.querySelectorAll('#bk-share input:checked')].map(i => i.value)");
+    assert_eq!(shared, json!(["medication", "allergy"]), "mental health is never shared by default");
+    browser.click("#bk-book");
+    let status = browser.wait_for(
+        "the booking",
+        "const t = document.querySelector('#bk-book-status').textContent; return t.startsWith('Booked') || t.includes('taken') ? t : null",
+    );
+    assert!(status.as_str().unwrap().starts_with("Booked"), "{status}");
+    let id = browser.wait_for(
+        "the new appointment in the list",
+        "const r = document.querySelector('#my-appointments tbody tr[data-id]'); return r ? r.dataset.id : null",
+    );
+    let id = id.as_str().unwrap().to_string();
+    let shot = artifacts().join("booking-view.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+
+    // The doctor's calendar: week by week until the appointment shows, then confirm it.
+    browser.click("#signout");
+    browser.wait_for("the sign-in form again", "return !document.querySelector('#login-view').hidden");
+    browser.eval("document.querySelector('#username').value = ''");
+    browser.type_into("#username", doctor);
+    browser.type_into("#password", doctor_pw);
+    browser.click("#signin");
+    browser.wait_for("the calendar link", "return !!document.querySelector('#nav a[href=\"#/calendar\"]')");
+    browser.click("#nav a[href='#/calendar']");
+    browser
+        .wait_for("the calendar", "return document.querySelector('#cal-status').textContent.includes('appointments')");
+    let row = format!("li.appt[data-id='{id}']");
+    for _ in 0..14 {
+        if browser.eval(&format!("return !!document.querySelector(\"{row}\")")) == true {
+            break;
+        }
+        browser.eval("document.querySelector('#cal-status').textContent = ''");
+        browser.click("#cal-next");
+        browser.wait_for(
+            "the next week",
+            "return document.querySelector('#cal-status').textContent.includes('appointments')",
+        );
+    }
+    let entry = browser.eval(&format!("return document.querySelector(\"{row}\").textContent")).to_string();
+    assert!(entry.contains("booked"), "{entry}");
+    browser.click(&format!("{row} button[data-status='confirmed']"));
+    browser.wait_for(
+        "the confirmation",
+        &format!("const r = document.querySelector(\"{row}\"); return r && r.classList.contains('status-confirmed')"),
+    );
+    let shot = artifacts().join("calendar-view.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
+    drop(browser);
+
+    // The store agrees: confirmed, with the share grant and the messages queued.
+    let pt_token = http.login(patient, patient_pw);
+    let mine = http.get("/api/v1/appointments/mine", &pt_token).body;
+    let a = mine.as_array().unwrap().iter().find(|a| a["id"] == id.as_str()).unwrap().clone();
+    assert_eq!((a["provider"].as_str(), a["status"].as_str()), (Some(practice.as_str()), Some("confirmed")), "{a}");
+    let out = c.json(&["notify", "status"]);
+    assert!(out["pending"].as_u64().unwrap_or(0) >= 1, "{out}");
+}

@@ -10,6 +10,8 @@
 //!   scikit-learn), with AUROCs and ratios. Installs torch + scikit-learn into a venv (~6 GB).
 //! - `bench-serve [SECONDS]`: prediction-set reads over HTTP under 32 concurrent connections
 //!   (requests/s, p50/p99), carelens vs a Flask peer (gunicorn) on the same store and JSON.
+//! - `bench-booking [SECONDS] [PROVIDERS] [OPENINGS_PER_PROVIDER]`: provider search p50/p99
+//!   and bookings/s over HTTP for 10 000 providers and 1 M openings, embedded and MongoDB.
 //! - `bench-kpi [N]`: a synthetic population of N patients (default 1 000 000) as an analytics
 //!   snapshot, then the whole KPI catalogue timed, beside six KPIs written in pandas.
 //! - `bench-generate [N]`: release build, then time population generation (N patients,
@@ -59,10 +61,11 @@ fn real_main() -> Result<()> {
             args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0),
         ),
         "bench-generate" => bench_generate(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(100_000)),
+        "bench-booking" => bench_booking(args.collect()),
         "bench-kpi" => bench_kpi(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(1_000_000)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-ml [SECONDS] | bench-generate [PATIENTS] | bench-kpi [PATIENTS] | bench-store [PATIENTS] [OBJECTS] | bench-serve [SECONDS]>"
+                "usage: cargo xtask <test | ci | fixtures | fuzz [SECONDS] | bench-imaging | bench-ml [SECONDS] | bench-generate [PATIENTS] | bench-kpi [PATIENTS] | bench-store [PATIENTS] [OBJECTS] | bench-serve [SECONDS] | bench-booking [SECONDS] [PROVIDERS] [OPENINGS_PER_PROVIDER]>"
             );
             bail!("unknown task `{task}`")
         }
@@ -220,6 +223,17 @@ fn ci(root: &Path) -> Result<()> {
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     check_boundaries()?;
     test(root)
+}
+
+/// Provider search latency and bookings/s over HTTP for 10 000 providers and 1 M openings,
+/// embedded and MongoDB (`crates/carelens-server/examples/bench_booking.rs`).
+fn bench_booking(args: Vec<String>) -> Result<()> {
+    let installed = servers::install()?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--locked", "--release", "-p", "carelens-server", "--example", "bench_booking", "--"])
+        .args(args)
+        .env("CARELENS_MONGOD_BIN", &installed.mongod);
+    run(&mut cmd)
 }
 
 /// History inserts/s and 1 MB object puts/s per backend (embedded vs MongoDB + S3).

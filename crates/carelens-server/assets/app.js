@@ -1,5 +1,7 @@
 // carelens web view. Doctors: sign in, my patients, one patient's suggested diagnoses with their
-// evidence and history. Analysts: population KPIs with server-drawn SVG charts, tables and CSV.
+// evidence and history, and the practice calendar. Patients: find a practice, book an opening
+// (sharing chosen record categories), see and cancel their appointments. Analysts: population
+// KPIs with server-drawn SVG charts, tables and CSV.
 // Plain DOM, no framework; text goes in through textContent only.
 "use strict";
 
@@ -43,10 +45,13 @@ async function api(path, options = {}) {
 }
 
 function show(view) {
-  for (const v of ["login-view", "list-view", "patient-view", "kpi-view"]) $("#" + v).hidden = v !== view;
+  for (const v of ["login-view", "list-view", "patient-view", "kpi-view", "booking-view", "calendar-view"]) $("#" + v).hidden = v !== view;
   const u = session.user;
   $("#whoami").textContent = u ? `${u.username} (${u.role})` : "";
   $("#signout").hidden = !u;
+  const links = !u ? [] : u.role === "doctor" ? [["#/patients", "My patients"], ["#/calendar", "Calendar"]]
+    : u.role === "patient" ? [["#/book", "Book an appointment"]] : [];
+  $("#nav").replaceChildren(...links.map(([href, text]) => el("a", { href, class: location.hash.startsWith(href) ? "current" : "" }, text)));
 }
 
 const fmtDate = (s) => (s ? new Date(s).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" }) : "—");
@@ -276,10 +281,213 @@ async function downloadCsv() {
   }
 }
 
+// ---- booking (patients) ----------------------------------------------------------------
+// The values of the API's `specialty` parameter (carelens_domain::Specialty).
+const SPECIALTIES = ["general_practice", "internal_medicine", "cardiology", "pneumology", "nephrology", "neurology",
+  "orthopaedics", "psychiatry", "psychotherapy", "gynaecology", "radiology", "paediatrics", "dermatology"];
+// Record categories a patient may share at booking; mental health only when ticked.
+const SHARE = [["medication", "Current medication", true], ["allergy", "Allergies", true], ["diagnosis", "Diagnoses", false],
+  ["observation", "Lab results", false], ["vaccination", "Vaccinations", false], ["procedure", "Procedures and events", false],
+  ["imaging", "Imaging", false], ["mental_health", "Mental health", false]];
+const human = (s) => s.replace(/_/g, " ");
+const fmtTime = (s) => new Date(s).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+const fmtDay = (s) => new Date(s).toLocaleDateString(undefined, { weekday: "long", day: "numeric", month: "long" });
+const dayKey = (s) => { const d = new Date(s); return d.getFullYear() + "-" + (d.getMonth() + 1) + "-" + d.getDate(); };
+const providerNames = new Map();
+let bookPage = 0;
+let chosen = null; // { provider, name, start }
+let bookingKey = null; // one Idempotency-Key per attempt, reused by a retry
+
+function initBooking() {
+  if ($("#bk-specialty").options.length > 1) return;
+  $("#bk-specialty").append(...SPECIALTIES.map((s) => el("option", { value: s }, human(s))));
+  $("#bk-share").append(...SHARE.map(([value, text, on]) =>
+    el("label", {}, el("input", { type: "checkbox", name: "share", value, checked: on }), text)));
+}
+
+async function loadBooking() {
+  show("booking-view");
+  initBooking();
+  await Promise.all([searchProviders(), loadMyAppointments()]);
+}
+
+async function searchProviders(ev) {
+  if (ev) { ev.preventDefault(); bookPage = 0; }
+  const q = new URLSearchParams({ page: bookPage, per_page: 10 });
+  for (const [id, name] of [["#bk-specialty", "specialty"], ["#bk-near", "near"], ["#bk-radius", "radius_km"],
+    ["#bk-insurance", "insurance"], ["#bk-language", "language"], ["#bk-rating", "min_rating"]]) {
+    const v = $(id).value.trim();
+    if (v && !(name === "radius_km" && !$("#bk-near").value.trim())) q.set(name, v);
+  }
+  $("#bk-status").textContent = "Searching…";
+  try {
+    const body = await (await api("/api/v1/providers/search?" + q)).json();
+    $("#bk-ranking").textContent = "Ranked by " + body.ranking + ".";
+    $("#bk-status").textContent = body.total ? `${body.total} practices; page ${body.page + 1} of ${Math.ceil(body.total / body.per_page)}.` : "No practice matches; widen the search.";
+    $("#bk-results").replaceChildren(...body.hits.map((h) => {
+      providerNames.set(h.id, h.name);
+      const where = `${h.street}, ${h.postcode} ${h.city}` + (h.distance_km !== undefined ? ` · ${h.distance_km} km` : "");
+      const stars = h.reviews ? `${h.rating_mean.toFixed(1)} ★ (${h.reviews} reviews)` : "no reviews yet";
+      const next = h.earliest ? "next free: " + fmtDay(h.earliest) + ", " + fmtTime(h.earliest) : "no free opening in the next 90 days";
+      const btn = el("button", { type: "button", class: "openings", disabled: !h.earliest }, "Show openings");
+      btn.addEventListener("click", () => loadOpenings(h.id, h.name));
+      return el("li", { class: "provider-card", dataset: { provider: h.id } },
+        el("h3", {}, h.name), el("p", { class: "muted" }, `${human(h.specialty)} · ${where}`),
+        el("p", {}, `${stars} · ${next}`), btn);
+    }));
+    const pager = [];
+    if (body.page > 0) pager.push(el("button", { type: "button", class: "reject", onclick: () => { bookPage--; searchProviders(); } }, "← Previous"));
+    if ((body.page + 1) * body.per_page < body.total) pager.push(el("button", { type: "button", class: "reject", onclick: () => { bookPage++; searchProviders(); } }, "Next →"));
+    $("#bk-pager").replaceChildren(...pager);
+  } catch (e) {
+    $("#bk-status").textContent = e.message;
+  }
+}
+
+async function loadOpenings(provider, name) {
+  const box = $("#bk-openings");
+  box.hidden = false;
+  $("#bk-confirm").hidden = true;
+  $("#bk-openings-title").textContent = `Openings at ${name}, next 14 days`;
+  $("#bk-days").replaceChildren(el("p", {}, "Loading…"));
+  try {
+    const list = await (await api(`/api/v1/providers/${encodeURIComponent(provider)}/openings`)).json();
+    const days = new Map();
+    for (const o of list) {
+      if (!days.has(dayKey(o.start))) days.set(dayKey(o.start), []);
+      days.get(dayKey(o.start)).push(o);
+    }
+    $("#bk-days").replaceChildren(...(list.length ? [...days.values()].map((slots) => el("div", { class: "day" },
+      el("h3", {}, fmtDay(slots[0].start)),
+      el("div", { class: "slots" }, ...slots.map((o) => {
+        const b = el("button", { type: "button", class: "slot reject", dataset: { start: o.start }, title: "listed on " + o.sources.join(", ") }, fmtTime(o.start));
+        b.addEventListener("click", () => choose(provider, name, o));
+        return b;
+      })))) : [el("p", {}, "No free opening in the next 14 days.")]));
+    box.scrollIntoView();
+  } catch (e) {
+    $("#bk-days").replaceChildren(el("p", { class: "error" }, e.message));
+  }
+}
+
+function choose(provider, name, o) {
+  chosen = { provider, name, start: o.start };
+  bookingKey = crypto.randomUUID();
+  for (const b of document.querySelectorAll("#bk-days button.slot")) b.classList.toggle("chosen", b.dataset.start === o.start);
+  $("#bk-chosen").textContent = `${fmtDay(o.start)}, ${fmtTime(o.start)}–${fmtTime(o.end)} at ${name} (${human(o.visit_type)})`;
+  $("#bk-book-status").textContent = "";
+  $("#bk-confirm").hidden = false;
+  $("#bk-book").disabled = false;
+}
+
+async function book(ev) {
+  ev.preventDefault();
+  if (!chosen) return;
+  const share = [...document.querySelectorAll("#bk-share input:checked")].map((i) => i.value);
+  $("#bk-book").disabled = true;
+  $("#bk-book-status").textContent = "Booking…";
+  try {
+    const resp = await api("/api/v1/appointments", { method: "POST", headers: { "Idempotency-Key": bookingKey },
+      json: { provider: chosen.provider, start: chosen.start, share } });
+    const a = await resp.json();
+    $("#bk-book-status").textContent = `Booked: ${fmtDay(a.start)}, ${fmtTime(a.start)} at ${chosen.name}.` +
+      (a.notifications.length ? " A confirmation and reminders are on their way by e-mail." : "") +
+      (a.shared.length ? ` Shared: ${a.shared.map(human).join(", ")} until ${fmtDate(a.shared_until)}.` : "");
+    $("#bk-book-status").className = "ok";
+    chosen = null;
+    await loadMyAppointments();
+    await searchProviders();
+  } catch (e) {
+    $("#bk-book-status").className = "error";
+    $("#bk-book-status").textContent = e.code === "slot_taken" ? "Someone was faster: this opening is taken. Pick another." : e.message;
+    if (e.code === "slot_taken" && chosen) loadOpenings(chosen.provider, chosen.name);
+  }
+}
+
+async function practiceName(id) {
+  if (!providerNames.has(id)) {
+    try { providerNames.set(id, (await (await api(`/api/v1/providers/${encodeURIComponent(id)}`)).json()).name); }
+    catch (_) { providerNames.set(id, id); }
+  }
+  return providerNames.get(id);
+}
+
+async function loadMyAppointments() {
+  const tbody = $("#my-appointments tbody");
+  try {
+    const list = await (await api("/api/v1/appointments/mine")).json();
+    const upcoming = list.filter((a) => new Date(a.end) > new Date()).concat(list.filter((a) => new Date(a.end) <= new Date()).reverse().slice(0, 5));
+    const rows = [];
+    for (const a of upcoming) {
+      const cancel = el("button", { type: "button", class: "reject cancel" }, "Cancel");
+      cancel.hidden = !["booked", "confirmed"].includes(a.status) || new Date(a.start) < new Date();
+      cancel.addEventListener("click", async () => {
+        if (!confirm("Cancel this appointment?")) return;
+        try { await api(`/api/v1/appointments/${a.id}/status`, { method: "POST", json: { status: "cancelled" } }); await loadMyAppointments(); }
+        catch (e) { alert(e.message); }
+      });
+      rows.push(el("tr", { dataset: { id: a.id } }, el("td", {}, `${fmtDay(a.start)}, ${fmtTime(a.start)}`),
+        el("td", {}, await practiceName(a.provider)), el("td", { class: "status" }, human(a.status)), el("td", {}, cancel)));
+    }
+    tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colSpan: 4, class: "muted" }, "None yet."))]));
+  } catch (e) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colSpan: 4, class: "error" }, e.message)));
+  }
+}
+
+// ---- calendar (doctors) -----------------------------------------------------------------
+let weekOffset = 0;
+const NEXT = { booked: [["confirmed", "Confirm"], ["cancelled", "Cancel"]], confirmed: [["checked_in", "Check in"], ["no_show", "No-show"], ["cancelled", "Cancel"]],
+  checked_in: [["completed", "Complete"]] };
+
+function weekStart(offset) {
+  const d = new Date();
+  d.setHours(0, 0, 0, 0);
+  d.setDate(d.getDate() - ((d.getDay() + 6) % 7) + 7 * offset);
+  return d;
+}
+
+async function loadCalendar() {
+  show("calendar-view");
+  const from = weekStart(weekOffset), to = weekStart(weekOffset + 1);
+  $("#cal-range").textContent = `${fmtDate(from)} – ${fmtDate(new Date(to - 1))}`;
+  $("#cal-status").textContent = "Loading…";
+  try {
+    const list = await (await api(`/api/v1/calendar?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`)).json();
+    $("#cal-status").textContent = `${list.length} appointments this week.`;
+    const days = [];
+    for (let i = 0; i < 7; i++) {
+      const day = new Date(from); day.setDate(day.getDate() + i);
+      const items = list.filter((a) => dayKey(a.start) === dayKey(day));
+      days.push(el("section", { class: "day" }, el("h3", {}, fmtDay(day)),
+        items.length ? el("ul", { class: "appts" }, ...items.map((a) => {
+          const actions = (NEXT[a.status] || []).map(([status, text]) => {
+            const b = el("button", { type: "button", class: status === "cancelled" || status === "no_show" ? "reject" : "", dataset: { status } }, text);
+            b.addEventListener("click", async () => {
+              try { await api(`/api/v1/appointments/${a.id}/status`, { method: "POST", json: { status } }); await loadCalendar(); }
+              catch (e) { $("#cal-status").textContent = e.message; }
+            });
+            return b;
+          });
+          return el("li", { class: "appt status-" + a.status, dataset: { id: a.id, patient: a.patient } },
+            el("span", { class: "when" }, `${fmtTime(a.start)}–${fmtTime(a.end)}`),
+            el("a", { href: "#/patients/" + a.patient, class: "mono" }, a.patient),
+            el("span", {}, human(a.visit_type)), el("span", { class: "status" }, human(a.status)),
+            el("span", { class: "actions" }, ...actions));
+        })) : el("p", { class: "muted" }, "—")));
+    }
+    $("#cal-days").replaceChildren(...days);
+  } catch (e) {
+    $("#cal-status").textContent = e.message;
+  }
+}
+
 // ---- routing --------------------------------------------------------------------------
 function route() {
   if (!session.token) { show("login-view"); $("#username").focus(); return; }
   if (session.user && session.user.role === "analyst") { loadKpis(); return; }
+  if (session.user && session.user.role === "patient") { loadBooking(); return; }
+  if (location.hash === "#/calendar") { loadCalendar(); return; }
   const m = location.hash.match(/^#\/patients\/([A-Za-z0-9]+)$/);
   if (m) loadPatient(m[1]); else loadPatients();
 }
@@ -291,6 +499,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#kpi-form").addEventListener("submit", runKpi);
   $("#kpi-name").addEventListener("change", () => { kpiStrata(); runKpi(); });
   $("#kpi-csv").addEventListener("click", downloadCsv);
+  $("#book-search").addEventListener("submit", searchProviders);
+  $("#bk-confirm").addEventListener("submit", book);
+  $("#cal-prev").addEventListener("click", () => { weekOffset--; loadCalendar(); });
+  $("#cal-next").addEventListener("click", () => { weekOffset++; loadCalendar(); });
+  $("#cal-today").addEventListener("click", () => { weekOffset = 0; loadCalendar(); });
   window.addEventListener("hashchange", route);
   route();
 });

@@ -7,13 +7,13 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use carelens_booking::notify::{outbox_for_booking, outbox_for_cancellation};
 use carelens_booking::policy::Policy;
-use carelens_booking::search::{Candidate, SearchQuery, search};
+use carelens_booking::search::SearchQuery;
 use carelens_booking::{BookingError, appointment_id};
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, Category, ConsentGrant, ConsentId, GeoPoint, Grantee, InsuranceKind,
     Opening, Provider, ProviderId, RatingSummary, Review, ReviewId, Role, Specialty, VisitType,
 };
-use carelens_store::{PageRequest, StoreError, WriteBatch};
+use carelens_store::{StoreError, WriteBatch};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -281,40 +281,13 @@ pub async fn search_providers(
         page: p.page.unwrap_or(0),
         per_page: p.per_page.unwrap_or(20),
     };
-    let now = Utc::now();
-    let policy = Policy::default();
-    let mut providers = Vec::new();
-    let mut page = Some(PageRequest::first(1000));
-    while let Some(req) = page {
-        let got = state.store.list_providers(req).await?;
-        providers.extend(got.items);
-        page = got.next;
-    }
-    let earliest: std::collections::HashMap<ProviderId, DateTime<Utc>> =
-        state.store.earliest_openings(now + policy.min_notice, now + policy.horizon).await?.into_iter().collect();
-    let result =
-        search(&q, now, providers.iter().map(|p| Candidate { provider: p, earliest: earliest.get(&p.id).copied() }));
-    let by_id: std::collections::HashMap<&ProviderId, &Provider> = providers.iter().map(|p| (&p.id, p)).collect();
+    let found = state.directory.search(&state.store, &q, Utc::now()).await?;
+    let by_id: std::collections::HashMap<&ProviderId, &Provider> = found.providers.iter().map(|p| (&p.id, p)).collect();
+    let result = found.page;
     let hits = result
         .hits
         .iter()
-        .filter_map(|h| {
-            let p = by_id.get(&h.provider)?;
-            Some(ProviderHit {
-                id: p.id.to_string(),
-                name: p.name.clone(),
-                specialty: p.specialty.as_str().into(),
-                street: p.address.street.clone(),
-                postcode: p.address.postcode.clone(),
-                city: p.address.city.clone(),
-                distance_km: h.distance_km.map(|d| (d * 10.0).round() / 10.0),
-                earliest: h.earliest,
-                rating: (h.rating * 100.0).round() / 100.0,
-                rating_mean: p.rating.mean,
-                reviews: h.reviews,
-                accepts: p.accepts.iter().map(|k| k.as_str().to_owned()).collect(),
-            })
-        })
+        .filter_map(|h| Some(hit_of(by_id.get(&h.provider)?, h.distance_km, h.earliest, h.rating)))
         .collect();
     Ok(Json(SearchResponse {
         total: result.total,
@@ -431,6 +404,7 @@ pub async fn book(
     let booked = state.store.book(&a).await.map_err(booking_conflict)?;
     if booked.created {
         audit_write(&state, &session, Some(&patient_id), "appointments", "booked").await?;
+        state.directory.touch_openings(state.store.as_ref(), &pid).await?;
     }
     let resp = after_booking(&state, &session, &booked.appointment, &share, now).await?;
     let status = if booked.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -560,6 +534,7 @@ pub async fn reschedule(
         other => booking_conflict(other),
     })?;
     audit_write(&state, &session, Some(&a.patient), "appointments", "rescheduled").await?;
+    state.directory.touch_openings(state.store.as_ref(), &a.provider).await?;
     // The old time's pending reminders go; the new time gets its own.
     if let Some(to) = recipient(&state, &session, &a).await? {
         state.store.cancel_messages(&a.id).await?;
@@ -594,6 +569,9 @@ pub async fn set_status(
         other => other.into(),
     })?;
     audit_write(&state, &session, Some(&a.patient), "appointments", status.as_str()).await?;
+    if updated.status == AppointmentStatus::Cancelled {
+        state.directory.touch_openings(state.store.as_ref(), &a.provider).await?;
+    }
     if updated.status.is_final() {
         // Cancelled, completed or no-show: no more reminders; a cancellation is announced.
         let to = recipient(&state, &session, &a).await?;
@@ -673,6 +651,40 @@ fn review_id(patient: &carelens_domain::HealthId, provider: &ProviderId) -> Revi
     ReviewId(u)
 }
 
+fn hit_of(p: &Provider, distance_km: Option<f64>, earliest: Option<DateTime<Utc>>, rating: f64) -> ProviderHit {
+    ProviderHit {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        specialty: p.specialty.as_str().into(),
+        street: p.address.street.clone(),
+        postcode: p.address.postcode.clone(),
+        city: p.address.city.clone(),
+        distance_km: distance_km.map(|d| (d * 10.0).round() / 10.0),
+        earliest,
+        rating: (rating * 100.0).round() / 100.0,
+        rating_mean: p.rating.mean,
+        reviews: p.rating.count,
+        accepts: p.accepts.iter().map(|k| k.as_str().to_owned()).collect(),
+    }
+}
+
+/// One practice: name, address, specialty, insurance, rating and its earliest free opening.
+#[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "booking",
+    params(("id" = String, Path, description = "provider id")), security(("bearer" = [])), responses(
+    (status = 200, body = ProviderHit), (status = 404, body = ErrorBody, description = "`provider_not_found`")))]
+pub async fn get_provider(
+    State(state): State<AppState>,
+    _session: Session,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<ProviderHit>> {
+    let p = provider(&state, &provider_id(&id)?).await?;
+    let now = Utc::now();
+    let policy = Policy::default();
+    let earliest = state.store.openings_for(&p.id, now + policy.min_notice, now + policy.horizon).await?;
+    let rating = carelens_booking::search::shrunk_rating(p.rating.mean, p.rating.count);
+    Ok(Json(hit_of(&p, None, earliest.first().map(|o| o.start), rating)))
+}
+
 /// A practice's reviews, newest first, without the reviewers' identities.
 #[utoipa::path(get, path = "/api/v1/providers/{id}/reviews", tag = "booking",
     params(("id" = String, Path, description = "provider id")), security(("bearer" = [])), responses(
@@ -744,6 +756,7 @@ pub async fn post_review(
         if all.is_empty() { 0.0 } else { all.iter().map(|r| f64::from(r.stars)).sum::<f64>() / all.len() as f64 };
     p.rating = RatingSummary { count, mean: (mean * 100.0).round() / 100.0 };
     state.store.apply(WriteBatch { providers: vec![p.clone()], ..WriteBatch::default() }).await?;
+    state.directory.touch_provider(&p);
     audit_write(&state, &session, Some(&patient), "reviews", "reviewed").await?;
     let mut all = all;
     all.sort_by_key(|r| std::cmp::Reverse(r.date));

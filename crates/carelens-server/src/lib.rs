@@ -11,6 +11,7 @@ mod access;
 mod auth;
 pub mod availability;
 pub mod booking;
+pub mod directory;
 mod error;
 mod extract;
 mod jobs;
@@ -89,6 +90,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(kpis::get_kpi))
         .routes(routes!(kpis::get_kpi_chart))
         .routes(routes!(booking::search_providers))
+        .routes(routes!(booking::get_provider))
         .routes(routes!(booking::list_openings))
         .routes(routes!(booking::book))
         .routes(routes!(booking::reschedule))

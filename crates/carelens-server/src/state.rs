@@ -8,6 +8,7 @@ use std::time::Duration;
 use carelens_store::{ObjectStore, Store};
 
 use crate::auth::TokenKey;
+use crate::directory::SearchDirectory;
 use crate::jobs::{Jobs, PredictionRunner};
 
 /// Limits and lifetimes; the CLI fills them from flags and environment.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub jobs: Arc<Jobs>,
     /// Where analytics snapshots are cached (`<data dir>/analytics`); `None`: no KPIs here.
     pub analytics: Option<PathBuf>,
+    /// Providers with their earliest openings, for search (see [`crate::directory`]).
+    pub directory: Arc<SearchDirectory>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             config: Arc::new(config),
             jobs: Arc::new(Jobs::new(runner)),
             analytics: None,
+            directory: Arc::new(SearchDirectory::default()),
         }
     }
 

@@ -542,6 +542,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/prediction-runs",
             "GET /api/v1/prediction-runs/{run}",
             "GET /api/v1/providers/search",
+            "GET /api/v1/providers/{id}",
             "GET /api/v1/providers/{id}/openings",
             "GET /api/v1/providers/{id}/reviews",
             "GET /api/v1/users",
@@ -751,6 +752,12 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
     assert_eq!(openings(app.get(&window, &one).await.json()).len(), 2, "the booked slot is no longer offered");
+    // The search directory follows the booking at once: the next free opening is 15 min later.
+    let v = app.get("/api/v1/providers/search?near=M%C3%BCnchen&radius_km=20", &one).await.json();
+    assert_eq!(v["hits"][0]["earliest"], json!(at(15)), "{v}");
+    let p = app.get(&format!("/api/v1/providers/{p1}"), &one).await.json();
+    assert_eq!((p["name"].as_str(), &p["earliest"]), (Some("Praxis 1"), &json!(at(15))), "{p}");
+    app.get("/api/v1/providers/PRV-nope", &one).await.error(StatusCode::BAD_REQUEST, "invalid_input");
     // Someone else cannot take it; too-soon openings and non-patients are refused.
     app.book(&two, Some("k-2"), req.clone()).await.error(StatusCode::CONFLICT, "slot_taken");
     app.book(&two, Some("k-3"), json!({"provider": p1.as_str(), "start": soon}))

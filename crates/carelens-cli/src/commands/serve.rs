@@ -263,12 +263,18 @@ pub fn demo_logins(ctx: &Context, example: Option<&PredictionSet>) -> Result<Vec
     if practice.is_some() {
         accounts.insert(0, (Role::Doctor, "demo.doctor"));
     }
+    // A patient account (the example patient) to try booking with.
+    if example.is_some() {
+        accounts.insert(1, (Role::Patient, "demo.patient"));
+    }
     let mut out = Vec::new();
     for (role, username) in accounts {
         let password = carelens_server::generate_password(16)?;
         let existing = ctx.runtime.block_on(ctx.store.user_by_name(username))?;
         let provider = (role == Role::Doctor).then(|| practice.clone()).flatten();
-        save_user(ctx, existing.as_ref(), username, role, &password, Links { provider, ..Links::default() })?;
+        let patient = (role == Role::Patient).then(|| example.map(|s| s.patient.clone())).flatten();
+        let email = patient.as_ref().map(|_| format!("{username}@example.org"));
+        save_user(ctx, existing.as_ref(), username, role, &password, Links { provider, patient, email })?;
         out.push(DemoLogin {
             role: role.as_str(),
             username: username.to_string(),
