@@ -524,7 +524,7 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
     browser.click("#bk-book");
     let status = browser.wait_for(
         "the booking",
-        "const t = document.querySelector('#bk-book-status').textContent; return t.startsWith('Booked') || t.includes('taken') ? t : null",
+        "const t = document.querySelector('#bk-book-status').textContent; return t && t !== 'Booking…' ? t : null",
     );
     assert!(status.as_str().unwrap().starts_with("Booked"), "{status}");
     let id = browser.wait_for(
@@ -532,6 +532,7 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
         "const r = document.querySelector('#my-appointments tbody tr[data-id]'); return r ? r.dataset.id : null",
     );
     let id = id.as_str().unwrap().to_string();
+    browser.eval("document.querySelector('#bk-openings').scrollIntoView()");
     let shot = artifacts().join("booking-view.png");
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());

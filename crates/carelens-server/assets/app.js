@@ -357,13 +357,26 @@ async function loadOpenings(provider, name) {
       if (!days.has(dayKey(o.start))) days.set(dayKey(o.start), []);
       days.get(dayKey(o.start)).push(o);
     }
-    $("#bk-days").replaceChildren(...(list.length ? [...days.values()].map((slots) => el("div", { class: "day" },
+    const dayBox = (slots) => el("div", { class: "day" },
       el("h3", {}, fmtDay(slots[0].start)),
       el("div", { class: "slots" }, ...slots.map((o) => {
         const b = el("button", { type: "button", class: "slot reject", dataset: { start: o.start }, title: "listed on " + o.sources.join(", ") }, fmtTime(o.start));
         b.addEventListener("click", () => choose(provider, name, o));
         return b;
-      })))) : [el("p", {}, "No free opening in the next 14 days.")]));
+      })));
+    // A few days at a time: a fortnight of 10-minute slots is more than anyone reads.
+    const all = [...days.values()];
+    let shown = 0;
+    const more = el("button", { type: "button", class: "reject more" }, "Later days");
+    const showMore = () => {
+      const next = all.slice(shown, shown + 4).map(dayBox);
+      shown += next.length;
+      more.before(...next);
+      more.hidden = shown >= all.length;
+    };
+    more.addEventListener("click", showMore);
+    $("#bk-days").replaceChildren(...(all.length ? [more] : [el("p", {}, "No free opening in the next 14 days.")]));
+    if (all.length) showMore();
     box.scrollIntoView();
   } catch (e) {
     $("#bk-days").replaceChildren(el("p", { class: "error" }, e.message));
@@ -394,6 +407,8 @@ async function book(ev) {
       (a.notifications.length ? " A confirmation and reminders are on their way by e-mail." : "") +
       (a.shared.length ? ` Shared: ${a.shared.map(human).join(", ")} until ${fmtDate(a.shared_until)}.` : "");
     $("#bk-book-status").className = "ok";
+    const taken = document.querySelector("#bk-days button.chosen");
+    if (taken) taken.remove();
     chosen = null;
     await loadMyAppointments();
     await searchProviders();

@@ -103,7 +103,7 @@ pub struct OpeningWire {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WindowParams {
-    /// Default now
+    /// Default now (openings: now + the minimum notice, so only bookable ones)
     #[serde(default)]
     pub from: Option<DateTime<Utc>>,
     /// Default 14 days after `from`
@@ -310,7 +310,8 @@ pub async fn list_openings(
 ) -> ApiResult<Json<Vec<OpeningWire>>> {
     let id = provider_id(&id)?;
     provider(&state, &id).await?;
-    let from = w.from.unwrap_or_else(Utc::now);
+    // By default only what can still be booked (the minimum notice from now on).
+    let from = w.from.unwrap_or_else(|| Utc::now() + Policy::default().min_notice);
     let to = w.to.unwrap_or(from + Duration::days(14));
     if to <= from || to - from > Duration::days(92) {
         return Err(invalid("the window must end after it starts and span at most 92 days"));
