@@ -17,6 +17,7 @@ mod extract;
 mod jobs;
 pub mod kpis;
 mod routes;
+pub mod schedule;
 mod state;
 mod ui;
 pub mod wire;
@@ -98,6 +99,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(booking::my_appointments))
         .routes(routes!(booking::calendar))
         .routes(routes!(booking::list_reviews, booking::post_review))
+        .routes(routes!(schedule::list_rules, schedule::add_rule))
+        .routes(routes!(schedule::end_rule))
         .split_for_parts()
 }
 

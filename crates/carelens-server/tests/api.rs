@@ -545,6 +545,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/providers/{id}",
             "GET /api/v1/providers/{id}/openings",
             "GET /api/v1/providers/{id}/reviews",
+            "GET /api/v1/schedule/rules",
             "GET /api/v1/users",
             "GET /healthz",
             "GET /readyz",
@@ -555,6 +556,8 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/patients/{id}/feedback",
             "POST /api/v1/prediction-runs",
             "POST /api/v1/providers/{id}/reviews",
+            "POST /api/v1/schedule/rules",
+            "POST /api/v1/schedule/rules/{id}/end",
             "POST /api/v1/users",
         ]
     );
@@ -868,4 +871,73 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
 
 fn urlencode(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).replace('+', "%2B").replace(':', "%3A")
+}
+
+/// Doctors keep their practice's weekly rules; a new rule's openings are bookable at once and
+/// ending it withdraws them; other practices' rules are out of reach.
+#[tokio::test]
+async fn doctors_add_and_end_schedule_rules_and_patients_see_the_openings() {
+    let app = app().await;
+    patient_user(&*app.store, 10, "pat.one", not_in_care()).await;
+    let (dr, other_dr, pat) = (app.login("dr.mine").await, app.login("dr.other").await, app.login("pat.one").await);
+    let p1 = ProviderId::from_number(1);
+    let rules = "/api/v1/schedule/rules";
+    assert_eq!(app.get(rules, &dr).await.json(), json!([]));
+    app.get(rules, &pat).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    let post = |token: String, body: Value| {
+        let app = &app;
+        async move { app.call(Method::POST, rules, Some(&token), Some(body)).await }
+    };
+    post(dr.clone(), json!({"weekday": "someday", "start": "08:00", "end": "12:00", "slot_minutes": 15}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    let m = post(dr.clone(), json!({"weekday": "mon", "start": "12:00", "end": "08:00", "slot_minutes": 15}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(m.contains("schedule_rule.end"), "{m}");
+    post(dr.clone(), json!({"weekday": "mon", "start": "8:00am", "end": "12:00", "slot_minutes": 15}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+
+    // Every weekday morning, 4 × 15 min: about 90 days of openings.
+    let mut last = Value::Null;
+    for day in ["mon", "tue", "wed", "thu", "fri"] {
+        let r = post(dr.clone(), json!({"weekday": day, "start": "08:00", "end": "09:00", "slot_minutes": 15})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+        last = r.json();
+    }
+    assert_eq!(last["rules"].as_array().unwrap().len(), 5);
+    let n = last["openings"].as_u64().unwrap();
+    assert!((200..=290).contains(&n), "about 63 weekdays × 4 (less holidays): {n}");
+    // Patients see them in search and can list them (local 08:00 is 07:00 or 06:00 UTC).
+    let hit = app.get("/api/v1/providers/search?near=M%C3%BCnchen&radius_km=20", &pat).await.json();
+    assert_eq!(hit["hits"][0]["id"], p1.as_str(), "{hit}");
+    let first = hit["hits"][0]["earliest"].as_str().unwrap().to_owned();
+    assert!(
+        first.ends_with(":00:00Z")
+            || first.ends_with(":15:00Z")
+            || first.ends_with(":45:00Z")
+            || first.ends_with(":30:00Z")
+    );
+    let listed = app.get(&format!("/api/v1/providers/{p1}/openings"), &pat).await.json();
+    assert!(listed.as_array().unwrap().iter().all(|o| o["sources"] == json!(["carelens"])), "{listed}");
+
+    // Another practice cannot end it; ending it today withdraws the openings after today.
+    let id = last["rules"][0]["id"].as_str().unwrap().to_owned();
+    let end = |token: String, body: Value| {
+        let (app, path) = (&app, format!("{rules}/{id}/end"));
+        async move { app.call(Method::POST, &path, Some(&token), Some(body)).await }
+    };
+    end(other_dr.clone(), json!({"valid_until": "2020-01-01"})).await.error(StatusCode::NOT_FOUND, "rule_not_found");
+    let today = Utc::now().date_naive();
+    end(dr.clone(), json!({"valid_until": today - chrono::Duration::days(400)}))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    let ended = end(dr.clone(), json!({"valid_until": today})).await;
+    assert_eq!(ended.status, StatusCode::OK, "{}", String::from_utf8_lossy(&ended.bytes));
+    let ended = ended.json();
+    let after = ended["openings"].as_u64().unwrap();
+    assert!(after < n && after >= n * 3 / 4, "one weekday of five withdrawn: {n} → {after}");
+    assert_eq!(ended["rules"][0]["valid_until"], json!(today));
+    assert_eq!(app.get(rules, &other_dr).await.json(), json!([]));
 }
