@@ -69,6 +69,18 @@ fn availability_from_own_schedules_and_two_feeds_merges_and_survives_a_broken_fe
     let missing = c.json(&missing_args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(missing["feeds"][0]["imported"], false);
     assert_eq!(missing["duplicates"], first["duplicates"]);
+    // Feeds over HTTP: fetched like a file; a server error is reported like a broken file.
+    let url = serve_files(vec![("/doctolib.json", std::fs::read(&doctolib).unwrap())]);
+    let fetched_args = args(std::path::Path::new(&format!("{url}/doctolib.json")));
+    let fetched = c.json(&fetched_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(fetched["feeds"][0]["imported"], true, "{fetched}");
+    assert_eq!(fetched["feeds"][0]["listings"], first["feeds"][0]["listings"], "{fetched}");
+    assert_eq!(fetched["duplicates"], first["duplicates"]);
+    let down_args = args(std::path::Path::new(&format!("{url}/gone.json")));
+    let down = c.json(&down_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(down["feeds"][0]["imported"], false, "{down}");
+    assert!(down["feeds"][0]["error"].as_str().unwrap().contains("HTTP 404"), "{down}");
+    assert_eq!(down["duplicates"], first["duplicates"], "the last good Doctolib listings stay");
     // Text output names what happened.
     let text = c.ok(&first_args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(text.contains("bookable openings") && text.contains("skipped agendas["), "{text}");
@@ -277,4 +289,38 @@ fn booking_messages_reach_a_real_smtp_server_once_with_a_valid_calendar_file() {
     assert_eq!(status["sent"], 5, "{status}");
     assert_eq!(sink.messages().len(), 5);
     drop(server);
+}
+
+/// A minimal HTTP/1.1 file server on a free loopback port for the rest of the test process:
+/// `GET path` answers the bytes listed for it, anything else 404.
+fn serve_files(files: Vec<(&'static str, Vec<u8>)>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
+            let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            let (status, body) = match files.iter().find(|(p, _)| *p == path) {
+                Some((_, b)) => ("200 OK", b.clone()),
+                None => ("404 Not Found", b"not here".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).ok();
+            stream.write_all(&body).ok();
+        }
+    });
+    url
 }

@@ -255,13 +255,14 @@ pub struct AvailabilitySamplesArgs {
 
 #[derive(Debug, Args)]
 pub struct AvailabilityImportArgs {
-    /// A Doctolib-style feed (JSON with `agendas`, times with UTC offsets)
-    #[arg(long, value_name = "FILE")]
-    pub doctolib: Option<PathBuf>,
+    /// A Doctolib-style feed (JSON with `agendas`, times with UTC offsets): a file, or an
+    /// http(s):// URL fetched each time (30 s timeout, 64 MiB at most)
+    #[arg(long, value_name = "FILE|URL")]
+    pub doctolib: Option<String>,
 
-    /// A Jameda-style feed (JSON with `praxen`, local times in Europe/Berlin)
-    #[arg(long, value_name = "FILE")]
-    pub jameda: Option<PathBuf>,
+    /// A Jameda-style feed (JSON with `praxen`, local times in Europe/Berlin): a file or URL
+    #[arg(long, value_name = "FILE|URL")]
+    pub jameda: Option<String>,
 
     /// How far ahead openings are kept, in days
     #[arg(long, value_name = "DAYS", default_value_t = 90)]
@@ -271,7 +272,7 @@ pub struct AvailabilityImportArgs {
     #[arg(long, value_name = "TIME")]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
 
-    /// Refresh every MINUTES until Ctrl-C (files are read again each time)
+    /// Refresh every MINUTES until Ctrl-C (files read and URLs fetched again each time)
     #[arg(long, value_name = "MINUTES")]
     pub every: Option<u32>,
 }

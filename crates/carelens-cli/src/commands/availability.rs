@@ -10,8 +10,47 @@ use crate::cli::{AvailabilityImportArgs, AvailabilitySamplesArgs};
 use crate::context::Context;
 use crate::output;
 
+/// The most a feed may weigh; a larger one is refused, not read into memory.
+const MAX_FEED_BYTES: usize = 64 << 20;
+
 fn read(platform: Platform, path: &Path) -> FeedInput {
-    FeedInput { platform, name: path.display().to_string(), bytes: fs_err::read(path).map_err(|e| e.to_string()) }
+    let bytes = match fs_err::metadata(path) {
+        Ok(m) if m.len() > MAX_FEED_BYTES as u64 => {
+            Err(format!("{} bytes, more than the 64 MiB a feed may have", m.len()))
+        }
+        _ => fs_err::read(path).map_err(|e| e.to_string()),
+    };
+    FeedInput { platform, name: path.display().to_string(), bytes }
+}
+
+/// GETs `url` (30 s timeout, at most [`MAX_FEED_BYTES`]); any failure is the feed's error.
+async fn fetch(url: &str) -> std::result::Result<Vec<u8>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("carelens/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut resp = client.get(url).send().await.map_err(|e| format!("fetching failed: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("the server answered HTTP {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the response failed: {e}"))? {
+        if body.len() + chunk.len() > MAX_FEED_BYTES {
+            return Err("the response is larger than the 64 MiB a feed may have".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A feed from a file or an http(s) URL.
+fn feed(ctx: &Context, platform: Platform, source: &str) -> FeedInput {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        FeedInput { platform, name: source.to_owned(), bytes: ctx.runtime.block_on(fetch(source)) }
+    } else {
+        read(platform, Path::new(source))
+    }
 }
 
 pub fn import(ctx: &Context, args: &AvailabilityImportArgs) -> Result<()> {
@@ -29,10 +68,10 @@ pub fn import(ctx: &Context, args: &AvailabilityImportArgs) -> Result<()> {
     loop {
         let mut feeds = Vec::new();
         if let Some(p) = &args.doctolib {
-            feeds.push(read(Platform::Doctolib, p));
+            feeds.push(feed(ctx, Platform::Doctolib, p));
         }
         if let Some(p) = &args.jameda {
-            feeds.push(read(Platform::Jameda, p));
+            feeds.push(feed(ctx, Platform::Jameda, p));
         }
         let now = args.now.unwrap_or_else(chrono::Utc::now);
         let horizon = chrono::Duration::days(i64::from(args.horizon_days));
