@@ -757,26 +757,16 @@ impl Store for MongoStore {
         to: DateTime<Utc>,
     ) -> Result<Vec<(ProviderId, DateTime<Utc>)>> {
         let Some(generation) = self.get_meta(OPENINGS_GEN).await? else { return Ok(vec![]) };
+        // Per provider the first opening in the window, held or not (one grouped scan, no
+        // per-opening join); then the few whose first opening is held look further.
         let pipeline = vec![
             doc! { "$match": { "gen": generation, "start": { "$gte": btime(from), "$lt": btime(to) } } },
-            doc! { "$lookup": {
-                "from": APPOINTMENTS.name,
-                "let": { "p": "$provider", "s": "$start" },
-                "pipeline": [
-                    { "$match": { "$expr": { "$and": [
-                        { "$eq": ["$provider", "$$p"] }, { "$eq": ["$start", "$$s"] }, { "$eq": ["$holds_slot", true] },
-                    ] } } },
-                    { "$limit": 1 },
-                ],
-                "as": "held",
-            } },
-            doc! { "$match": { "held": { "$size": 0 } } },
             doc! { "$group": { "_id": "$provider", "earliest": { "$min": "$start" } } },
             doc! { "$sort": { "_id": 1 } },
         ];
         let mut cursor =
             self.coll(&OPENINGS).aggregate(pipeline).await.map_err(self.err("finding the earliest openings"))?;
-        let mut out = Vec::new();
+        let mut first = Vec::new();
         while cursor.advance().await.map_err(self.err("finding the earliest openings"))? {
             let d = cursor.deserialize_current().map_err(self.err("finding the earliest openings"))?;
             let provider = d.get_str("_id").unwrap_or_default();
@@ -788,8 +778,30 @@ impl Store for MongoStore {
             let start = d
                 .get_datetime("earliest")
                 .map_err(|e| StoreError::Backend { backend: BACKEND, message: format!("earliest opening: {e}") })?;
-            let start = DateTime::<Utc>::from_timestamp_millis(start.timestamp_millis()).unwrap_or_default();
-            out.push((id, start));
+            first.push((id, start.timestamp_millis()));
+        }
+        let mut held = std::collections::HashSet::new();
+        let mut cursor = self
+            .coll(&APPOINTMENTS)
+            .find(doc! { "holds_slot": true, "start": { "$gte": btime(from), "$lt": btime(to) } })
+            .projection(doc! { "_id": 0, "provider": 1, "start": 1 })
+            .await
+            .map_err(self.err("finding the held slots"))?;
+        while cursor.advance().await.map_err(self.err("finding the held slots"))? {
+            let d = cursor.deserialize_current().map_err(self.err("finding the held slots"))?;
+            if let (Ok(p), Ok(t)) = (d.get_str("provider"), d.get_datetime("start")) {
+                held.insert((p.to_owned(), t.timestamp_millis()));
+            }
+        }
+        let mut out = Vec::with_capacity(first.len());
+        for (id, ms) in first {
+            if held.contains(&(id.as_str().to_owned(), ms)) {
+                if let Some(o) = self.openings_for(&id, from, to).await?.into_iter().next() {
+                    out.push((id, o.start));
+                }
+            } else {
+                out.push((id, DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default()));
+            }
         }
         Ok(out)
     }
