@@ -99,7 +99,10 @@ struct SmtpSink {
 impl SmtpSink {
     fn start(python: &std::ffi::OsStr, port: u16, out: &std::path::Path) -> SmtpSink {
         use std::io::BufRead;
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/smtp_sink.py");
+        let script = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("e2e/smtp_sink.py");
         let mut child = std::process::Command::new(python)
             .arg(script)
             .arg(port.to_string())

@@ -43,7 +43,14 @@ fn mueller() -> Provider {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
+    std::fs::read(
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("tests/fixtures")
+        .join(name),
+    )
+    .unwrap()
 }
 
 fn problems(f: &feeds::ParsedFeed) -> Vec<String> {

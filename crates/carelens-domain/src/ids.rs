@@ -175,6 +175,7 @@ uuid_id!(
 uuid_id!(AppointmentId);
 uuid_id!(ReviewId);
 uuid_id!(RuleId);
+uuid_id!(ClosureId);
 uuid_id!(PredictionSetId);
 uuid_id!(ConsentId);
 uuid_id!(DocumentId);

@@ -32,8 +32,8 @@ pub use history::{
     ReferenceRange, Source, SourceKind, TherapyModality, TherapySession, Vaccination, is_dicom_uid,
 };
 pub use ids::{
-    AppointmentId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey, PredictionSetId, ProviderId,
-    ReviewId, RuleId, UserId,
+    AppointmentId, ClosureId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey, PredictionSetId,
+    ProviderId, ReviewId, RuleId, UserId,
 };
 pub use message::{MessageKind, MessageState, OutboxMessage, valid_email};
 pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};
@@ -41,8 +41,8 @@ pub use prediction::{
     DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand, SourceProbability,
 };
 pub use provider::{
-    Address, Appointment, AppointmentStatus, LanguageCode, Opening, Provenance, Provider, ProviderKind, RatingSummary,
-    Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
+    Address, Appointment, AppointmentStatus, LanguageCode, Opening, PracticeClosure, Provenance, Provider,
+    ProviderKind, RatingSummary, Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
 };
 pub use user::{Feedback, MAX_COMMENT, Role, User, Verdict, valid_username};
 

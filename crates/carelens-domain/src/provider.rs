@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Validate;
 use crate::error::{DomainError, Result, ensure, invalid};
-use crate::ids::{AppointmentId, HealthId, ProviderId, ReviewId, RuleId};
+use crate::ids::{AppointmentId, ClosureId, HealthId, ProviderId, ReviewId, RuleId};
 use crate::patient::{GeoPoint, InsuranceKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -200,6 +200,36 @@ impl Validate for ScheduleRule {
         })?;
         ensure(self.valid_until.is_none_or(|u| u >= self.valid_from), "schedule_rule.valid_until", || {
             "must not be before schedule_rule.valid_from".into()
+        })
+    }
+}
+
+/// Days a practice does not see patients (vacation, training, a regional holiday), inclusive:
+/// its schedule rules offer no openings then. Never deleted; a closure entered by mistake is
+/// kept with `withdrawn` set, so past gaps in the calendar stay explainable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PracticeClosure {
+    pub id: ClosureId,
+    pub provider: ProviderId,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub reason: String,
+    #[serde(default)]
+    pub withdrawn: bool,
+}
+
+/// The longest a closure may be, in days, and its reason, in characters.
+pub const MAX_CLOSURE_DAYS: i64 = 366;
+pub const MAX_CLOSURE_REASON: usize = 200;
+
+impl Validate for PracticeClosure {
+    fn validate(&self) -> Result<()> {
+        ensure(self.to >= self.from, "closure.to", || "must not be before closure.from".into())?;
+        ensure((self.to - self.from).num_days() < MAX_CLOSURE_DAYS, "closure.to", || {
+            format!("a closure spans at most {MAX_CLOSURE_DAYS} days")
+        })?;
+        ensure(self.reason.chars().count() <= MAX_CLOSURE_REASON, "closure.reason", || {
+            format!("at most {MAX_CLOSURE_REASON} characters")
         })
     }
 }

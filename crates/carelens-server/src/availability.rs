@@ -1,8 +1,8 @@
 //! The availability pipeline, shared by `carelens availability import` and the server's
 //! periodic refresh: fetch (the caller reads files or URLs) → stage raw → normalise → merge.
 //!
-//! 1. Own openings from every provider's schedule rules over `[now, now + horizon)` replace
-//!    the listings of source `carelens`.
+//! 1. Own openings from every provider's schedule rules over `[now, now + horizon)`, except on
+//!    its closures and public holidays, replace the listings of source `carelens`.
 //! 2. Each feed is parsed and matched to the directory; a feed that parses replaces its
 //!    platform's listings (only openings inside the window are kept), a feed that does not
 //!    (unreadable, not JSON, the wrong shape) is reported and its last good listings stay.
@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use carelens_booking::feeds::{self, FeedProblem, Platform};
 use carelens_booking::merge::{Directory, Unmatched, merge_listings, own_listings, resolve};
-use carelens_booking::schedule::own_openings;
+use carelens_booking::schedule::{Closure, own_openings};
 use carelens_domain::{Provider, ScheduleRule};
 use carelens_store::{PageRequest, Store, StoreError};
 
@@ -86,6 +86,20 @@ pub async fn directory(store: &dyn Store) -> Result<(Vec<Provider>, Vec<Schedule
     Ok((providers, rules))
 }
 
+/// The practices' closures in force (withdrawn ones do not close anything).
+pub async fn closures(store: &dyn Store, providers: &[Provider]) -> Result<Vec<Closure>, StoreError> {
+    let mut out = Vec::new();
+    for p in providers {
+        out.extend(store.closures_for(&p.id).await?.into_iter().filter(|c| !c.withdrawn).map(|c| Closure {
+            provider: Some(c.provider),
+            from: c.from,
+            to: c.to,
+            reason: c.reason,
+        }));
+    }
+    Ok(out)
+}
+
 /// Sample Doctolib-style and Jameda-style feeds for the store's providers over
 /// `[from, to)` (see `carelens_booking::samples`).
 pub async fn sample_feeds(
@@ -108,7 +122,8 @@ pub async fn refresh(
 ) -> Result<RefreshReport, StoreError> {
     let (from, to) = (now, now + horizon);
     let (providers, rules) = directory(store).await?;
-    let own = own_listings(&own_openings(&rules, &[], from, to));
+    let closed = closures(store, &providers).await?;
+    let own = own_listings(&own_openings(&rules, &closed, from, to));
     store.replace_listings("carelens", &own).await?;
     let directory = Directory::new(&providers);
     let mut reports = Vec::new();

@@ -101,6 +101,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(booking::list_reviews, booking::post_review))
         .routes(routes!(schedule::list_rules, schedule::add_rule))
         .routes(routes!(schedule::end_rule))
+        .routes(routes!(schedule::list_closures, schedule::add_closure))
+        .routes(routes!(schedule::withdraw_closure))
         .split_for_parts()
 }
 

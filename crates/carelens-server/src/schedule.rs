@@ -1,5 +1,6 @@
 //! A practice's own schedule over HTTP: its doctors list the weekly opening rules, add one, or
-//! end one (rules are never deleted, so past openings stay explainable). Every change
+//! end one, and enter closures (vacations, training days) or withdraw them (neither is ever
+//! deleted, so past openings stay explainable). Every change
 //! recomputes the practice's own openings and merges them with the feeds' last good listings
 //! at once (the availability pipeline without feeds), so patients see it in the next search.
 
@@ -7,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use carelens_booking::policy::Policy;
-use carelens_domain::{ProviderId, Role, RuleId, ScheduleRule, VisitType};
+use carelens_domain::{ClosureId, PracticeClosure, ProviderId, Role, RuleId, ScheduleRule, VisitType};
 use carelens_store::WriteBatch;
 use chrono::{NaiveDate, NaiveTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
@@ -198,4 +199,105 @@ pub async fn end_rule(
     state.store.apply(WriteBatch { schedule_rules: vec![rule], ..WriteBatch::default() }).await?;
     audit_write(&state, &session, None, "schedule", "rule_ended").await?;
     Ok(Json(respond(&state, &provider).await?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClosureWire {
+    pub id: String,
+    /// First and last closed day (inclusive)
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub reason: String,
+    pub withdrawn: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClosuresResponse {
+    pub closures: Vec<ClosureWire>,
+    /// The practice's bookable openings within the booking horizon after the change.
+    pub openings: usize,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClosure {
+    pub from: NaiveDate,
+    /// Default: `from` (one day)
+    #[serde(default)]
+    pub to: Option<NaiveDate>,
+    /// Shown to nobody but the practice, e.g. `Urlaub`; at most 200 characters
+    #[serde(default)]
+    pub reason: String,
+}
+
+async fn closures(state: &AppState, provider: &ProviderId) -> ApiResult<Vec<ClosureWire>> {
+    Ok(state
+        .store
+        .closures_for(provider)
+        .await?
+        .into_iter()
+        .map(|c| ClosureWire { id: c.id.to_string(), from: c.from, to: c.to, reason: c.reason, withdrawn: c.withdrawn })
+        .collect())
+}
+
+async fn closures_response(state: &AppState, provider: &ProviderId) -> ApiResult<ClosuresResponse> {
+    let openings = respond(state, provider).await?.openings;
+    Ok(ClosuresResponse { closures: closures(state, provider).await?, openings })
+}
+
+/// The signed-in doctor's practice closures (withdrawn ones too), by first day.
+#[utoipa::path(get, path = "/api/v1/schedule/closures", tag = "booking", security(("bearer" = [])), responses(
+    (status = 200, body = Vec<ClosureWire>), (status = 403, body = ErrorBody, description = "`forbidden_role`")))]
+pub async fn list_closures(State(state): State<AppState>, session: Session) -> ApiResult<Json<Vec<ClosureWire>>> {
+    let provider = practice(&state, &session).await?;
+    Ok(Json(closures(&state, &provider).await?))
+}
+
+/// Closes the practice from `from` to `to`: its own openings on those days are withdrawn at
+/// once (booked appointments stay; the practice reschedules or cancels them).
+#[utoipa::path(post, path = "/api/v1/schedule/closures", tag = "booking", request_body = NewClosure,
+    security(("bearer" = [])), responses(
+    (status = 201, body = ClosuresResponse), (status = 400, body = ErrorBody, description = "`invalid_input`"),
+    (status = 403, body = ErrorBody, description = "`forbidden_role`")))]
+pub async fn add_closure(
+    State(state): State<AppState>,
+    session: Session,
+    Body(req): Body<NewClosure>,
+) -> ApiResult<(StatusCode, Json<ClosuresResponse>)> {
+    let provider = practice(&state, &session).await?;
+    let closure = PracticeClosure {
+        id: ClosureId::random(),
+        provider: provider.clone(),
+        from: req.from,
+        to: req.to.unwrap_or(req.from),
+        reason: req.reason.trim().to_owned(),
+        withdrawn: false,
+    };
+    state.store.apply(WriteBatch { closures: vec![closure], ..WriteBatch::default() }).await?;
+    audit_write(&state, &session, None, "schedule", "closure_added").await?;
+    Ok((StatusCode::CREATED, Json(closures_response(&state, &provider).await?)))
+}
+
+/// Withdraws a closure entered by mistake: its days offer openings again.
+#[utoipa::path(post, path = "/api/v1/schedule/closures/{id}/withdraw", tag = "booking",
+    params(("id" = String, Path, description = "closure id")), security(("bearer" = [])), responses(
+    (status = 200, body = ClosuresResponse), (status = 404, body = ErrorBody, description = "`closure_not_found`")))]
+pub async fn withdraw_closure(
+    State(state): State<AppState>,
+    session: Session,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<ClosuresResponse>> {
+    let provider = practice(&state, &session).await?;
+    let id: ClosureId = id.parse().map_err(|_| invalid(format!("`{id}` is not a closure id")))?;
+    let mut closure = state
+        .store
+        .closures_for(&provider)
+        .await?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::of(ErrorCode::ClosureNotFound))?;
+    closure.withdrawn = true;
+    state.store.apply(WriteBatch { closures: vec![closure], ..WriteBatch::default() }).await?;
+    audit_write(&state, &session, None, "schedule", "closure_withdrawn").await?;
+    Ok(Json(closures_response(&state, &provider).await?))
 }

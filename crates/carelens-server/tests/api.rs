@@ -147,7 +147,10 @@ async fn app_with(runner: Option<Arc<dyn PredictionRunner>>, config: ServerConfi
     user(&*store, 4, "ml.eng", Role::MlEngineer, None).await;
     user(&*store, 5, "admin", Role::Admin, None).await;
     let tokens = TokenKey::random().unwrap();
-    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let models = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../models");
     let state = AppState::new(store.clone(), objects.clone(), models, tokens.clone(), config, runner)
         .with_analytics(dir.path().join("analytics"));
     App { router: router(state), store, objects, tokens, heatmap_digest: digest, _dir: dir }
@@ -545,6 +548,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/providers/{id}",
             "GET /api/v1/providers/{id}/openings",
             "GET /api/v1/providers/{id}/reviews",
+            "GET /api/v1/schedule/closures",
             "GET /api/v1/schedule/rules",
             "GET /api/v1/users",
             "GET /healthz",
@@ -556,6 +560,8 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/patients/{id}/feedback",
             "POST /api/v1/prediction-runs",
             "POST /api/v1/providers/{id}/reviews",
+            "POST /api/v1/schedule/closures",
+            "POST /api/v1/schedule/closures/{id}/withdraw",
             "POST /api/v1/schedule/rules",
             "POST /api/v1/schedule/rules/{id}/end",
             "POST /api/v1/users",
@@ -940,4 +946,47 @@ async fn doctors_add_and_end_schedule_rules_and_patients_see_the_openings() {
     assert!(after < n && after >= n * 3 / 4, "one weekday of five withdrawn: {n} → {after}");
     assert_eq!(ended["rules"][0]["valid_until"], json!(today));
     assert_eq!(app.get(rules, &other_dr).await.json(), json!([]));
+
+    // A two-week closure withdraws the openings on its days; withdrawing it brings them back.
+    let closures = "/api/v1/schedule/closures";
+    let close = |token: String, body: Value| {
+        let app = &app;
+        async move { app.call(Method::POST, closures, Some(&token), Some(body)).await }
+    };
+    let (from, to) = (today + chrono::Duration::days(14), today + chrono::Duration::days(27));
+    close(dr.clone(), json!({"from": to, "to": from})).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+    let closed = close(dr.clone(), json!({"from": from, "to": to, "reason": "Urlaub"})).await;
+    assert_eq!(closed.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&closed.bytes));
+    let closed = closed.json();
+    let during = closed["openings"].as_u64().unwrap();
+    assert!(
+        during + 16 <= after && during + 48 >= after,
+        "two weeks of 4 weekdays × 4 slots less (holidays aside): {after} → {during}"
+    );
+    let listed = app
+        .get(
+            &format!(
+                "/api/v1/providers/{p1}/openings?from={}&to={}",
+                urlencode_date(from),
+                urlencode_date(to + chrono::Duration::days(1))
+            ),
+            &pat,
+        )
+        .await
+        .json();
+    assert_eq!(listed, json!([]), "nothing offered while closed");
+    let cid = closed["closures"][0]["id"].as_str().unwrap().to_owned();
+    app.call(Method::POST, &format!("{closures}/{cid}/withdraw"), Some(&other_dr), None)
+        .await
+        .error(StatusCode::NOT_FOUND, "closure_not_found");
+    let back = app.call(Method::POST, &format!("{closures}/{cid}/withdraw"), Some(&dr), None).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", String::from_utf8_lossy(&back.bytes));
+    let back = back.json();
+    assert_eq!(back["openings"].as_u64(), Some(after));
+    assert_eq!(back["closures"][0]["withdrawn"], true);
+    assert_eq!(app.get(closures, &other_dr).await.json(), json!([]));
+}
+
+fn urlencode_date(d: chrono::NaiveDate) -> String {
+    format!("{d}T00:00:00Z").replace(':', "%3A")
 }

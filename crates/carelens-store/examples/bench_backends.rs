@@ -22,6 +22,7 @@ fn population(patients: u64) -> Vec<WriteBatch> {
             providers: c.providers,
             reviews: c.reviews,
             schedule_rules: c.schedule_rules,
+            closures: vec![],
             appointments: c.appointments,
         });
         Ok::<_, ()>(())

@@ -15,7 +15,7 @@ use carelens_domain::{
     ProviderId, ProviderKind, RatingSummary, Residence, Review, ReviewId, Role, RuleId, ScheduleRule, Sex, Source,
     Specialty, User, UserId, Verdict, VisitType, verify_chain,
 };
-use carelens_domain::{Feedback, FeedbackId, MessageKind, MessageState, OutboxMessage};
+use carelens_domain::{ClosureId, Feedback, FeedbackId, MessageKind, MessageState, OutboxMessage, PracticeClosure};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 
 use crate::{AuditEvent, HistoryFilter, ObjectStore, PageRequest, Store, StoreError, WriteBatch};
@@ -638,6 +638,28 @@ async fn providers_reviews_and_rules(s: Arc<dyn Store>) {
     assert_eq!(s.reviews_for(&dr.id).await.unwrap(), vec![review]);
     assert_eq!(s.schedule_rules_for(&dr.id).await.unwrap(), vec![rule]);
     assert!(s.reviews_for(&ProviderId::from_number(2)).await.unwrap().is_empty());
+    // Closures: by first day; withdrawing one is an upsert of the same id; a bad one is refused
+    // before anything is written.
+    let closure = |n: u128, from: NaiveDate, to: NaiveDate| PracticeClosure {
+        id: ClosureId::from_u128(n),
+        provider: dr.id.clone(),
+        from,
+        to,
+        reason: "Urlaub".into(),
+        withdrawn: false,
+    };
+    let (late, early) =
+        (closure(1, date(2025, 8, 1), date(2025, 8, 14)), closure(2, date(2025, 3, 3), date(2025, 3, 3)));
+    s.apply(WriteBatch { closures: vec![late.clone(), early.clone()], ..Default::default() }).await.unwrap();
+    assert_eq!(s.closures_for(&dr.id).await.unwrap(), vec![early.clone(), late.clone()]);
+    let withdrawn = PracticeClosure { withdrawn: true, ..late.clone() };
+    s.apply(WriteBatch { closures: vec![withdrawn.clone()], ..Default::default() }).await.unwrap();
+    assert_eq!(s.closures_for(&dr.id).await.unwrap(), vec![early.clone(), withdrawn]);
+    let backwards = closure(3, date(2025, 9, 2), date(2025, 9, 1));
+    let err = s.apply(WriteBatch { closures: vec![backwards], ..Default::default() }).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+    assert_eq!(s.closures_for(&dr.id).await.unwrap().len(), 2);
+    assert!(s.closures_for(&ProviderId::from_number(2)).await.unwrap().is_empty());
 }
 
 async fn prediction_set_versions(s: Arc<dyn Store>) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient, PredictionSet, Provider, ProviderId, Review,
-    ScheduleRule, User, UserId, Validate,
+    GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet, Provider,
+    ProviderId, Review, ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -41,6 +41,7 @@ const PROVIDERS: Shape = Shape { name: "providers", entity: "provider", dates: &
 const REVIEWS: Shape = Shape { name: "reviews", entity: "review", dates: &["date"], times: &[] };
 const RULES: Shape =
     Shape { name: "schedule_rules", entity: "schedule rule", dates: &["valid_from", "valid_until"], times: &[] };
+const CLOSURES: Shape = Shape { name: "closures", entity: "closure", dates: &["from", "to"], times: &[] };
 const APPOINTMENTS: Shape = Shape {
     name: "appointments",
     entity: "appointment",
@@ -256,6 +257,7 @@ impl MongoStore {
             (&GROUND_TRUTH, vec![idx(doc! { "patient": 1 }, "patient")]),
             (&REVIEWS, vec![idx(doc! { "provider": 1 }, "provider")]),
             (&RULES, vec![idx(doc! { "provider": 1 }, "provider")]),
+            (&CLOSURES, vec![idx(doc! { "provider": 1 }, "provider")]),
             (
                 &APPOINTMENTS,
                 vec![
@@ -476,6 +478,10 @@ impl MongoStore {
             &RULES,
             b.schedule_rules.iter().map(|r| encode(&RULES, r.id.to_string().into(), r)).collect::<Result<_>>()?,
         ));
+        docs.push((
+            &CLOSURES,
+            b.closures.iter().map(|r| encode(&CLOSURES, r.id.to_string().into(), r)).collect::<Result<_>>()?,
+        ));
         docs.push((&APPOINTMENTS, b.appointments.iter().map(appointment_doc).collect::<Result<_>>()?));
         let mut attempts = 0;
         loop {
@@ -612,6 +618,13 @@ impl Store for MongoStore {
         let mut v: Vec<ScheduleRule> =
             self.find_all(&RULES, doc! { "provider": provider.as_str() }, doc! { "_id": 1 }).await?;
         v.sort_by_key(|r| (r.weekday.num_days_from_monday(), r.start, r.id));
+        Ok(v)
+    }
+
+    async fn closures_for(&self, provider: &ProviderId) -> Result<Vec<PracticeClosure>> {
+        let mut v: Vec<PracticeClosure> =
+            self.find_all(&CLOSURES, doc! { "provider": provider.as_str() }, doc! { "_id": 1 }).await?;
+        v.sort_by_key(|r| (r.from, r.id));
         Ok(v)
     }
 

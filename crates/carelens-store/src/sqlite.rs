@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage, Patient, PredictionSet, Provider,
-    ProviderId, Review, ScheduleRule, User, UserId, Validate,
+    GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet,
+    Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -80,6 +80,11 @@ const MIGRATIONS: &[&str] = &[
         next_attempt TEXT NOT NULL, leased_until TEXT, body TEXT NOT NULL);
     CREATE INDEX outbox_due ON outbox (next_attempt) WHERE state = 'pending';
     CREATE INDEX outbox_appointment ON outbox (appointment_id);
+    "#,
+    // 5: booking (#8): practice closures (vacations, training days).
+    r#"
+    CREATE TABLE closures (id TEXT PRIMARY KEY, provider_id TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX closures_provider ON closures (provider_id);
     "#,
 ];
 
@@ -376,6 +381,9 @@ fn write_batch(tx: &Transaction<'_>, b: &WriteBatch) -> Result<()> {
     upsert_all(tx, &owned_upsert("schedule_rules", "provider_id"), &b.schedule_rules, |r| {
         Ok([text(r.id.to_string()), text(r.provider.as_str()), text(to_json(r)?)])
     })?;
+    upsert_all(tx, &owned_upsert("closures", "provider_id"), &b.closures, |r| {
+        Ok([text(r.id.to_string()), text(r.provider.as_str()), text(to_json(r)?)])
+    })?;
     for a in &b.appointments {
         write_appointment(tx, a)?;
     }
@@ -397,6 +405,9 @@ pub(crate) fn validate_batch(b: &WriteBatch) -> Result<()> {
     }
     for r in &b.schedule_rules {
         validate("schedule rule", r.id, r)?;
+    }
+    for r in &b.closures {
+        validate("closure", r.id, r)?;
     }
     for a in &b.appointments {
         validate("appointment", a.id, a)?;
@@ -508,6 +519,21 @@ impl Store for SqliteStore {
                 [provider.as_str()],
             )?;
             v.sort_by_key(|r| (r.weekday.num_days_from_monday(), r.start, r.id));
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn closures_for(&self, provider: &ProviderId) -> Result<Vec<PracticeClosure>> {
+        let provider = provider.clone();
+        self.with_conn(move |c| {
+            let mut v: Vec<PracticeClosure> = Self::query_bodies(
+                c,
+                "closure",
+                "SELECT id, body FROM closures WHERE provider_id = ?1",
+                [provider.as_str()],
+            )?;
+            v.sort_by_key(|r| (r.from, r.id));
             Ok(v)
         })
         .await

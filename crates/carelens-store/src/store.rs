@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use carelens_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome, Category,
     ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage,
-    Patient, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
+    Patient, PracticeClosure, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -63,6 +63,8 @@ pub struct WriteBatch {
     pub providers: Vec<Provider>,
     pub reviews: Vec<Review>,
     pub schedule_rules: Vec<ScheduleRule>,
+    /// Days practices are closed (upserted by id, like rules; withdrawn, never deleted).
+    pub closures: Vec<PracticeClosure>,
     pub appointments: Vec<Appointment>,
 }
 
@@ -72,8 +74,8 @@ impl WriteBatch {
 
     /// Splits into batches of about `max_records` records (more if one patient alone has
     /// more), never separating one patient's records. Records are grouped by the patient they
-    /// belong to (reviews and appointments by their patient); providers and schedule rules go
-    /// into the first batch.
+    /// belong to (reviews and appointments by their patient); providers, schedule rules and
+    /// closures go into the first batch.
     pub fn split_by_patient(self, max_records: usize) -> Vec<WriteBatch> {
         use std::collections::BTreeMap;
         let mut by_patient: BTreeMap<HealthId, WriteBatch> = BTreeMap::new();
@@ -92,8 +94,12 @@ impl WriteBatch {
         for r in self.reviews {
             by_patient.entry(r.patient.clone()).or_default().reviews.push(r);
         }
-        let mut out =
-            vec![WriteBatch { providers: self.providers, schedule_rules: self.schedule_rules, ..Default::default() }];
+        let mut out = vec![WriteBatch {
+            providers: self.providers,
+            schedule_rules: self.schedule_rules,
+            closures: self.closures,
+            ..Default::default()
+        }];
         for (_, group) in by_patient {
             let last = out.last_mut().expect("at least one batch");
             if !last.is_empty() && last.len() + group.len() > max_records {
@@ -117,6 +123,7 @@ impl WriteBatch {
             && self.providers.is_empty()
             && self.reviews.is_empty()
             && self.schedule_rules.is_empty()
+            && self.closures.is_empty()
             && self.appointments.is_empty()
     }
 
@@ -127,6 +134,7 @@ impl WriteBatch {
             + self.providers.len()
             + self.reviews.len()
             + self.schedule_rules.len()
+            + self.closures.len()
             + self.appointments.len()
     }
 }
@@ -223,6 +231,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_providers(&self, page: PageRequest) -> Result<Page<Provider>>;
     async fn reviews_for(&self, provider: &ProviderId) -> Result<Vec<Review>>;
     async fn schedule_rules_for(&self, provider: &ProviderId) -> Result<Vec<ScheduleRule>>;
+    /// `provider`'s closures (withdrawn ones too), by first day.
+    async fn closures_for(&self, provider: &ProviderId) -> Result<Vec<PracticeClosure>>;
 
     /// Books `appointment` exactly once; its id is the idempotency key (callers derive it from
     /// the client's key, so a retried request carries the same id). A new id claims the slot

@@ -51,6 +51,7 @@ pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<Stri
             line(&mut h, p);
             line(&mut h, &store.reviews_for(&p.id).await?);
             line(&mut h, &store.schedule_rules_for(&p.id).await?);
+            line(&mut h, &store.closures_for(&p.id).await?);
         }
         page = got.next;
     }
@@ -109,6 +110,7 @@ pub async fn copy_all(
         for p in &got.items {
             b.reviews.extend(from.reviews_for(&p.id).await?);
             b.schedule_rules.extend(from.schedule_rules_for(&p.id).await?);
+            b.closures.extend(from.closures_for(&p.id).await?);
         }
         r.providers += got.items.len() as u64;
         b.providers = got.items;

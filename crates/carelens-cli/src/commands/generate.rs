@@ -54,6 +54,7 @@ fn batch(c: Chunk) -> WriteBatch {
         providers: c.providers,
         reviews: c.reviews,
         schedule_rules: c.schedule_rules,
+        closures: vec![],
         appointments: c.appointments,
     }
 }
