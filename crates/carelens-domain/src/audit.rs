@@ -103,6 +103,29 @@ impl AuditEntry {
     }
 }
 
+/// A signed statement that the chain had `hash` at `seq` at time `at`: the verifier trusts the
+/// log up to there only if the entry at `seq` still has that hash, and notices a log that
+/// ends before the last checkpoint (truncation). Signed with Ed25519 by the key in
+/// `CARELENS_AUDIT_KEY` (`carelens-records` signs and verifies; this is only the record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCheckpoint {
+    pub seq: u64,
+    pub hash: String,
+    pub at: DateTime<Utc>,
+    /// The verifying key, hex (32 bytes).
+    pub key: String,
+    /// Ed25519 signature over [`AuditCheckpoint::message`], hex (64 bytes).
+    pub signature: String,
+}
+
+impl AuditCheckpoint {
+    /// The bytes the signature covers.
+    pub fn message(seq: u64, hash: &str, at: DateTime<Utc>) -> Vec<u8> {
+        format!("carelens audit checkpoint\n{seq}\n{hash}\n{}", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .into_bytes()
+    }
+}
+
 /// Checks a contiguous run of the chain; returns the `seq` of the first entry that does not
 /// verify (edited, reordered, or with a gap before it).
 pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>, mut prev_hash: String) -> Result<(), u64> {

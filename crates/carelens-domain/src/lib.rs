@@ -20,7 +20,7 @@ mod prediction;
 mod provider;
 mod user;
 
-pub use audit::{Actor, ActorRole, AuditAction, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain};
+pub use audit::{Actor, ActorRole, AuditAction, AuditCheckpoint, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain};
 pub use codes::{AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def};
 pub use condition::{Condition, GroundTruth};
 pub use consent::{ConsentGrant, Grantee};

@@ -719,6 +719,19 @@ async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
     assert_eq!(verify_chain(&log, GENESIS_HASH.into()), Ok(()));
     assert_eq!(s.audit_log(18, 10).await.unwrap().len(), 2);
+    // Checkpoints: one per seq (the first stays), listed by seq.
+    assert!(s.audit_checkpoints().await.unwrap().is_empty());
+    let cp = |e: &carelens_domain::AuditEntry, sig: &str| carelens_domain::AuditCheckpoint {
+        seq: e.seq,
+        hash: e.hash.clone(),
+        at: time(2025, 1, 2, 0),
+        key: "k".repeat(64),
+        signature: sig.repeat(128),
+    };
+    s.put_audit_checkpoint(&cp(&log[19], "a")).await.unwrap();
+    s.put_audit_checkpoint(&cp(&log[9], "b")).await.unwrap();
+    s.put_audit_checkpoint(&cp(&log[19], "c")).await.unwrap();
+    assert_eq!(s.audit_checkpoints().await.unwrap(), vec![cp(&log[9], "b"), cp(&log[19], "a")]);
 }
 
 async fn documents_round_trip(s: Arc<dyn Store>) {

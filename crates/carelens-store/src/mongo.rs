@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet, Provider,
-    ProviderId, Review, ScheduleRule, User, UserId, Validate,
+    Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, ConsentGrant, DocumentId, DocumentRef,
+    Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet,
+    Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -41,6 +41,7 @@ const PROVIDERS: Shape = Shape { name: "providers", entity: "provider", dates: &
 const REVIEWS: Shape = Shape { name: "reviews", entity: "review", dates: &["date"], times: &[] };
 const RULES: Shape =
     Shape { name: "schedule_rules", entity: "schedule rule", dates: &["valid_from", "valid_until"], times: &[] };
+const CHECKPOINTS: Shape = Shape { name: "audit_checkpoints", entity: "audit checkpoint", dates: &[], times: &["at"] };
 const CLOSURES: Shape = Shape { name: "closures", entity: "closure", dates: &["from", "to"], times: &[] };
 const APPOINTMENTS: Shape = Shape {
     name: "appointments",
@@ -985,6 +986,19 @@ impl Store for MongoStore {
     async fn audit_log(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>> {
         let filter = doc! { "_id": { "$gt": after_seq as i64 } };
         self.find_limited(&AUDIT, filter, doc! { "_id": 1 }, Some(i64::from(limit.clamp(1, 100_000)))).await
+    }
+
+    async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()> {
+        let d = encode(&CHECKPOINTS, Bson::Int64(checkpoint.seq as i64), checkpoint)?;
+        match self.coll(&CHECKPOINTS).insert_one(d).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Ok(()),
+            Err(e) => Err(backend(&self.location, "keeping an audit checkpoint", &e)),
+        }
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
+        self.find_all(&CHECKPOINTS, doc! {}, doc! { "_id": 1 }).await
     }
 
     async fn put_document(&self, doc_ref: &DocumentRef) -> Result<()> {

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, AuditEntry, ConsentGrant, DocumentId, DocumentRef, Feedback,
-    GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet,
-    Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
+    Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, ConsentGrant, DocumentId, DocumentRef,
+    Feedback, GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage, Patient, PracticeClosure,
+    PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -85,6 +85,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE closures (id TEXT PRIMARY KEY, provider_id TEXT NOT NULL, body TEXT NOT NULL);
     CREATE INDEX closures_provider ON closures (provider_id);
+    "#,
+    // 6: records (#9): signed checkpoints of the audit chain.
+    r#"
+    CREATE TABLE audit_checkpoints (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
     "#,
 ];
 
@@ -1047,6 +1051,31 @@ impl Store for SqliteStore {
                 "audit entry",
                 "SELECT CAST(seq AS TEXT), body FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 params![after_seq as i64, limit.clamp(1, 100_000)],
+            )
+        })
+        .await
+    }
+
+    async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()> {
+        let cp = checkpoint.clone();
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO audit_checkpoints (seq, body) VALUES (?1, ?2) ON CONFLICT (seq) DO NOTHING",
+                params![cp.seq as i64, to_json(&cp)?],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "audit checkpoint",
+                "SELECT CAST(seq AS TEXT), body FROM audit_checkpoints ORDER BY seq",
+                [],
             )
         })
         .await

@@ -2,9 +2,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome, Category,
-    ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage,
-    Patient, PracticeClosure, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
+    Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditCheckpoint, AuditEntry, AuditOutcome,
+    Category, ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening,
+    OutboxMessage, Patient, PracticeClosure, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -318,6 +318,10 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry>;
     /// Up to `limit` entries with `seq > after_seq`, in order.
     async fn audit_log(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Keeps a signed checkpoint of the chain (one per `seq`; the first one stays).
+    async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()>;
+    /// Every checkpoint, by `seq`.
+    async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>>;
 
     async fn put_document(&self, doc: &DocumentRef) -> Result<()>;
     async fn get_document(&self, id: &DocumentId) -> Result<Option<DocumentRef>>;

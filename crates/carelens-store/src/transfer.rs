@@ -38,7 +38,7 @@ fn line<T: Serialize>(h: &mut Sha256, v: &T) {
 
 /// SHA-256 over everything a store and object store hold, walked in a canonical order:
 /// meta; users; providers with reviews and schedule rules; patients with history, ground
-/// truth, appointments, prediction sets, consents, documents and feedback; the audit chain;
+/// truth, appointments, prediction sets, consents, documents and feedback; the audit chain and its checkpoints;
 /// object keys (which are content addresses). Equal digests mean equal content.
 pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<String> {
     let mut h = Sha256::new();
@@ -80,6 +80,7 @@ pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<Stri
             line(&mut h, e);
         }
     }
+    line(&mut h, &store.audit_checkpoints().await?);
     line(&mut h, &objects.list("").await?);
     Ok(hex::encode(h.finalize()))
 }
@@ -225,6 +226,10 @@ async fn copy_audit(from: &dyn Store, to: &dyn Store) -> Result<u64> {
         backend: "transfer",
         message: format!("audit chain does not verify at entry {seq} after the copy"),
     })?;
+    // The signed checkpoints hold for the identical chain, so they travel as they are.
+    for cp in from.audit_checkpoints().await? {
+        to.put_audit_checkpoint(&cp).await?;
+    }
     Ok(copied)
 }
 
