@@ -719,6 +719,8 @@ async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
     assert_eq!(verify_chain(&log, GENESIS_HASH.into()), Ok(()));
     assert_eq!(s.audit_log(18, 10).await.unwrap().len(), 2);
+    let rows = s.audit_rows(18, 10).await.unwrap();
+    assert_eq!(rows, vec![(19, log[18].clone()), (20, log[19].clone())]);
     // Checkpoints: one per seq (the first stays), listed by seq.
     assert!(s.audit_checkpoints().await.unwrap().is_empty());
     let cp = |e: &carelens_domain::AuditEntry, sig: &str| carelens_domain::AuditCheckpoint {

@@ -988,6 +988,26 @@ impl Store for MongoStore {
         self.find_limited(&AUDIT, filter, doc! { "_id": 1 }, Some(i64::from(limit.clamp(1, 100_000)))).await
     }
 
+    async fn audit_rows(&self, after_position: u64, limit: u32) -> Result<Vec<(u64, AuditEntry)>> {
+        let mut cursor = self
+            .coll(&AUDIT)
+            .find(doc! { "_id": { "$gt": after_position as i64 } })
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit.clamp(1, 100_000)))
+            .await
+            .map_err(self.err("reading audit"))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(self.err("reading audit"))? {
+            let d = cursor.deserialize_current().map_err(self.err("reading audit"))?;
+            let pos = d.get_i64("_id").map_err(|e| StoreError::Backend {
+                backend: BACKEND,
+                message: format!("audit row without a numeric _id: {e}"),
+            })?;
+            out.push((pos as u64, decode(&AUDIT, d)?));
+        }
+        Ok(out)
+    }
+
     async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()> {
         let d = encode(&CHECKPOINTS, Bson::Int64(checkpoint.seq as i64), checkpoint)?;
         match self.coll(&CHECKPOINTS).insert_one(d).await {

@@ -1056,6 +1056,24 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn audit_rows(&self, after_position: u64, limit: u32) -> Result<Vec<(u64, AuditEntry)>> {
+        self.with_conn(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT seq, body FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2").map_err(db)?;
+            let rows = stmt
+                .query_map(params![after_position as i64, limit.clamp(1, 100_000)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db)?;
+            rows.map(|r| {
+                let (pos, body) = r.map_err(db)?;
+                Ok((pos as u64, from_json("audit entry", &pos.to_string(), &body)?))
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()> {
         let cp = checkpoint.clone();
         self.with_conn(move |c| {

@@ -318,6 +318,10 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry>;
     /// Up to `limit` entries with `seq > after_seq`, in order.
     async fn audit_log(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Like [`Store::audit_log`], with each entry's storage position (its row key, which is
+    /// the `seq` it was written with): verifiers page by position, so entries whose `seq` was
+    /// tampered with are still read once each.
+    async fn audit_rows(&self, after_position: u64, limit: u32) -> Result<Vec<(u64, AuditEntry)>>;
     /// Keeps a signed checkpoint of the chain (one per `seq`; the first one stays).
     async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()>;
     /// Every checkpoint, by `seq`.
