@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod analytics;
+mod audit;
 mod backends;
 mod bad_input;
 mod booking;

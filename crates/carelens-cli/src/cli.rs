@@ -179,6 +179,51 @@ pub enum Command {
     ///   carelens notify status
     #[command(subcommand)]
     Notify(NotifyCommand),
+
+    /// The tamper-evident access log: verify its hash chain and signed checkpoints, sign one
+    ///
+    /// Every read, write, export and denial is an entry chained to the one before by its hash.
+    /// `verify` finds an entry that was modified, deleted, inserted or moved, and says which.
+    /// Checkpoints, signed with the Ed25519 key in CARELENS_AUDIT_KEY, also catch a log that
+    /// was rewritten from some point on or cut short. Keep a checkpoint outside the store
+    /// (`checkpoint --out`) and pass it to `verify --anchor` to catch a cut that took the
+    /// stored checkpoints with it.
+    ///
+    /// Examples:
+    ///   carelens audit keygen                       (prints a new key for CARELENS_AUDIT_KEY)
+    ///   CARELENS_AUDIT_KEY=… carelens audit checkpoint --out /mnt/worm/audit-head.json
+    ///   carelens audit verify --anchor /mnt/worm/audit-head.json
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole log; exits 1 and lists where when anything was tampered with
+    Verify(AuditVerifyArgs),
+    /// Sign the log's current head with CARELENS_AUDIT_KEY and keep the checkpoint
+    Checkpoint(AuditCheckpointArgs),
+    /// Print a new random signing key (for CARELENS_AUDIT_KEY) and its public half
+    Keygen,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// A checkpoint kept outside the store (a file from `audit checkpoint --out`)
+    #[arg(long, value_name = "FILE")]
+    pub anchor: Option<PathBuf>,
+
+    /// Trust checkpoints signed by this public key (hex; repeatable). Default: the public half
+    /// of CARELENS_AUDIT_KEY when set, else the key each checkpoint names
+    #[arg(long = "trust", value_name = "KEY")]
+    pub trust: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditCheckpointArgs {
+    /// Also write the checkpoint (JSON) here, to keep outside the store
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,5 +32,8 @@ pub const CARELENS_PSEUDONYM_KEY: &str = "CARELENS_PSEUDONYM_KEY";
 /// `smtp://host:port`, `smtps://user:password@host`, or `file:///directory`. Set, `carelens
 /// serve` delivers the outbox every 30 seconds. Credentials in it are never logged.
 pub const CARELENS_MAIL_URL: &str = "CARELENS_MAIL_URL";
+/// The Ed25519 key (64 hex digits) that signs audit checkpoints; `carelens audit keygen`
+/// makes one. Set, `carelens serve` signs the log's head every 5 minutes. Never commit it.
+pub const CARELENS_AUDIT_KEY: &str = "CARELENS_AUDIT_KEY";
 /// The sender address of those messages.
 pub const CARELENS_MAIL_FROM: &str = "CARELENS_MAIL_FROM";

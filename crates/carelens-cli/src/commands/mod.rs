@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod analytics;
+mod audit;
 mod availability;
 mod backend;
 mod demo;
@@ -22,8 +23,8 @@ mod train;
 use anyhow::Result;
 
 use crate::cli::{
-    AvailabilityCommand, Cli, Command, ExportCommand, IngestCommand, KpiCommand, NotifyCommand, PredictionsCommand,
-    TrainCommand, UsersCommand,
+    AuditCommand, AvailabilityCommand, Cli, Command, ExportCommand, IngestCommand, KpiCommand, NotifyCommand,
+    PredictionsCommand, TrainCommand, UsersCommand,
 };
 use crate::context::{Context, Light};
 
@@ -57,6 +58,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Availability(AvailabilityCommand::Samples(args)) => availability::samples(&ctx, &args),
         Command::Notify(NotifyCommand::Send(args)) => notify::send(&ctx, &args),
         Command::Notify(NotifyCommand::Status) => notify::status(&ctx),
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(&ctx, &args),
+        Command::Audit(AuditCommand::Checkpoint(args)) => audit::checkpoint(&ctx, &args),
+        Command::Audit(AuditCommand::Keygen) => audit::keygen(&ctx),
         Command::Train(TrainCommand::Fusion(args)) => predict::train_fusion(&ctx, &light, &args),
         Command::Predict(args) => predict::run(&ctx, &light, &args),
         Command::Predictions(PredictionsCommand::Show(args)) => predict::show(&ctx, &args),

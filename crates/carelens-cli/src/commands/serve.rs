@@ -127,6 +127,32 @@ fn serve_until_ctrl_c(
             }
             _ => None,
         };
+        // Sign the audit log's head every 5 minutes (and once more on the way out).
+        let signer = match super::audit::key_from_env()? {
+            Some(key) => {
+                if !ctx.json {
+                    outln!("signing audit checkpoints every 5 minutes (key {}…)", &key.public_hex()[..12]);
+                }
+                let store = Arc::clone(&ctx.store);
+                let mut rx = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    loop {
+                        let stopping = tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => false,
+                            _ = rx.wait_for(|s| *s) => true,
+                        };
+                        match carelens_records::audit::checkpoint(store.as_ref(), &key, chrono::Utc::now()).await {
+                            Ok(_) | Err(carelens_records::AuditError::Empty) => {}
+                            Err(e) => tracing::warn!(error = %e, "audit checkpoint not written; retrying in 5 minutes"),
+                        }
+                        if stopping {
+                            break;
+                        }
+                    }
+                }))
+            }
+            None => None,
+        };
         let shutdown = async move {
             tokio::signal::ctrl_c().await.ok();
             eprintln!("carelens serve: stopping (finishing open requests)");
@@ -135,6 +161,9 @@ fn serve_until_ctrl_c(
         let served = carelens_server::serve(listener, state, shutdown).await.context("the HTTP server failed");
         if let Some(m) = mailer {
             m.await.ok();
+        }
+        if let Some(s) = signer {
+            s.await.ok();
         }
         drop(stop_rx);
         served
