@@ -164,6 +164,8 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
     ("utoipa-axum", &["carelens-server"]),
     // Only the notify crate speaks SMTP.
     ("lettre", &["carelens-notify"]),
+    // Only the records crate signs and verifies (audit checkpoints; documents to follow).
+    ("ed25519-dalek", &["carelens-records"]),
 ];
 
 /// Each backend library may be a direct (normal or build) dependency of the named crates only;
