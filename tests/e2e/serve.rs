@@ -532,6 +532,8 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
         "const r = document.querySelector('#my-appointments tbody tr[data-id]'); return r ? r.dataset.id : null",
     );
     let id = id.as_str().unwrap().to_string();
+    // The patient's access log lists who touched the record (the demo's prediction run, at least).
+    browser.wait_for("the access log", "return document.querySelectorAll('#access-log tbody tr[data-seq]').length");
     browser.eval("document.querySelector('#bk-openings').scrollIntoView()");
     let shot = artifacts().join("booking-view.png");
     browser.screenshot(&shot);
@@ -577,6 +579,15 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
     let mine = http.get("/api/v1/appointments/mine", &pt_token).body;
     let a = mine.as_array().unwrap().iter().find(|a| a["id"] == id.as_str()).unwrap().clone();
     assert_eq!((a["provider"].as_str(), a["status"].as_str()), (Some(practice.as_str()), Some("confirmed")), "{a}");
+    // The doctor's confirmation is in the patient's access log.
+    let log = http.get("/api/v1/me/access-log", &pt_token).body;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["who"] == doctor && e["what"] == "appointments" && e["allowed"] == true),
+        "{log}"
+    );
     let out = c.json(&["notify", "status"]);
     assert!(out["pending"].as_u64().unwrap_or(0) >= 1, "{out}");
 }

@@ -308,7 +308,21 @@ function initBooking() {
 async function loadBooking() {
   show("booking-view");
   initBooking();
-  await Promise.all([searchProviders(), loadMyAppointments()]);
+  await Promise.all([searchProviders(), loadMyAppointments(), loadAccessLog()]);
+}
+
+async function loadAccessLog() {
+  const tbody = $("#access-log tbody");
+  try {
+    const log = await (await api("/api/v1/me/access-log?limit=50")).json();
+    tbody.replaceChildren(...(log.length ? log.map((e) => el("tr", { class: e.allowed ? "" : "denied", dataset: { seq: e.seq } },
+      el("td", {}, `${fmtDate(e.at)} ${fmtTime(e.at)}`), el("td", {}, `${e.who} (${human(e.role)})`),
+      el("td", {}, `${human(e.action)} ${human(e.what)}`),
+      el("td", {}, e.allowed ? "allowed" : "refused" + (e.reason ? ` (${human(e.reason)})` : ""))))
+      : [el("tr", {}, el("td", { colSpan: 4, class: "muted" }, "Nobody yet."))]));
+  } catch (e) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colSpan: 4, class: "error" }, e.message)));
+  }
 }
 
 async function searchProviders(ev) {

@@ -77,6 +77,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::readyz))
         .routes(routes!(routes::login))
         .routes(routes!(routes::me))
+        .routes(routes!(routes::my_access_log))
         .routes(routes!(routes::list_patients))
         .routes(routes!(routes::get_predictions))
         .routes(routes!(routes::get_evidence))

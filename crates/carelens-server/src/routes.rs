@@ -100,6 +100,58 @@ pub async fn me(session: Session) -> Json<Me> {
     Json(Me::from(&session.0))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccessLogQuery {
+    /// At most this many entries, newest first (default 100, at most 1000)
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// Who touched the signed-in patient's record, newest first: every read, write, export and
+/// refusal the audit log holds about them, with the account and its role.
+#[utoipa::path(get, path = "/api/v1/me/access-log", tag = "auth", params(AccessLogQuery),
+    security(("bearer" = [])), responses(
+    (status = 200, body = Vec<crate::wire::AccessEntry>), (status = 403, body = ErrorBody, description = "`forbidden_role`")))]
+pub async fn my_access_log(
+    State(state): State<AppState>,
+    session: Session,
+    Params(q): Params<AccessLogQuery>,
+) -> ApiResult<Json<Vec<crate::wire::AccessEntry>>> {
+    let patient = match (&session.0.role, &session.0.patient) {
+        (Role::Patient, Some(p)) => p.clone(),
+        _ => return Err(ApiError::new(ErrorCode::ForbiddenRole, "only patients have an access log of their own")),
+    };
+    let entries = state.store.audit_for_patient(&patient, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        if !names.contains_key(&e.actor.id) {
+            let name = match e.actor.id.parse::<carelens_domain::UserId>() {
+                Ok(id) => {
+                    state.store.get_user(&id).await?.map_or_else(|| "a removed account".to_owned(), |u| u.username)
+                }
+                Err(_) => e.actor.id.clone(),
+            };
+            names.insert(e.actor.id.clone(), name);
+        }
+        out.push(crate::wire::AccessEntry {
+            seq: e.seq,
+            at: e.at,
+            who: names.get(&e.actor.id).cloned().unwrap_or_default(),
+            role: serde_json::to_value(e.actor.role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            action: serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            what: e.resource.split('/').next().unwrap_or_default().to_owned(),
+            allowed: e.outcome == carelens_domain::AuditOutcome::Allowed,
+            reason: e.reason,
+        });
+    }
+    Ok(Json(out))
+}
+
 // ---------------------------------------------------------------------------------------
 // doctors
 

@@ -39,6 +39,25 @@ pub struct Me {
     pub patient: Option<String>,
 }
 
+/// One entry of a patient's access log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessEntry {
+    /// Position in the tamper-evident audit chain.
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// The account (user name), or `system`.
+    pub who: String,
+    /// `doctor`, `patient`, `admin`, `analyst`, `ml_engineer` or `system`
+    pub role: String,
+    /// `read`, `create`, `update`, `delete`, `export`, `share` or `break_glass`
+    pub action: String,
+    /// What part of the record: `history`, `predictions`, `appointments`, …
+    pub what: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 impl From<&crate::auth::Claims> for Me {
     fn from(c: &crate::auth::Claims) -> Self {
         Self {

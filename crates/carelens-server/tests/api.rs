@@ -536,6 +536,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/kpis/{name}",
             "GET /api/v1/kpis/{name}/chart.svg",
             "GET /api/v1/me",
+            "GET /api/v1/me/access-log",
             "GET /api/v1/models",
             "GET /api/v1/models/{name}",
             "GET /api/v1/patients",
@@ -989,4 +990,36 @@ async fn doctors_add_and_end_schedule_rules_and_patients_see_the_openings() {
 
 fn urlencode_date(d: chrono::NaiveDate) -> String {
     format!("{d}T00:00:00Z").replace(':', "%3A")
+}
+
+/// A patient sees who touched their record — reads, refusals, with the account and role — and
+/// nobody else's; other roles have no access log of their own.
+#[tokio::test]
+async fn patients_see_who_accessed_their_record() {
+    let app = app().await;
+    patient_user(&*app.store, 10, "pat.care", in_care()).await;
+    patient_user(&*app.store, 11, "pat.other", not_in_care()).await;
+    let (dr, other_dr) = (app.login("dr.mine").await, app.login("dr.other").await);
+    let (pat, other) = (app.login("pat.care").await, app.login("pat.other").await);
+    assert_eq!(app.get("/api/v1/me/access-log", &pat).await.json(), json!([]));
+    assert_eq!(app.get(&format!("/api/v1/patients/{}/history", in_care()), &dr).await.status, StatusCode::OK);
+    app.get(&format!("/api/v1/patients/{}/history", in_care()), &other_dr)
+        .await
+        .error(StatusCode::FORBIDDEN, "not_in_care");
+
+    let log = app.get("/api/v1/me/access-log?limit=10", &pat).await.json();
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+    // Newest first: the refusal, then the read.
+    assert_eq!((log[0]["who"].as_str(), log[0]["allowed"].as_bool()), (Some("dr.other"), Some(false)), "{log:?}");
+    assert_eq!(log[0]["reason"], "not_in_care");
+    assert_eq!((log[1]["who"].as_str(), log[1]["role"].as_str()), (Some("dr.mine"), Some("doctor")));
+    assert_eq!(
+        (log[1]["what"].as_str(), log[1]["action"].as_str(), log[1]["allowed"].as_bool()),
+        (Some("history"), Some("read"), Some(true))
+    );
+    assert!(log[0]["seq"].as_u64() > log[1]["seq"].as_u64());
+    // Someone else's log does not show it; doctors have none.
+    assert_eq!(app.get("/api/v1/me/access-log", &other).await.json(), json!([]));
+    app.get("/api/v1/me/access-log", &dr).await.error(StatusCode::FORBIDDEN, "forbidden_role");
 }

@@ -719,6 +719,10 @@ async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
     assert_eq!(verify_chain(&log, GENESIS_HASH.into()), Ok(()));
     assert_eq!(s.audit_log(18, 10).await.unwrap().len(), 2);
+    // Entry i is about patient i (see above): patient 3's, newest first.
+    let about = s.audit_for_patient(&HealthId::from_number(3), 10).await.unwrap();
+    assert_eq!(about.iter().map(|e| e.patient.clone()).collect::<Vec<_>>(), vec![Some(HealthId::from_number(3))]);
+    assert!(s.audit_for_patient(&HealthId::from_number(999), 10).await.unwrap().is_empty());
     let rows = s.audit_rows(18, 10).await.unwrap();
     assert_eq!(rows, vec![(19, log[18].clone()), (20, log[19].clone())]);
     // Checkpoints: one per seq (the first stays), listed by seq.

@@ -1008,6 +1008,11 @@ impl Store for MongoStore {
         Ok(out)
     }
 
+    async fn audit_for_patient(&self, patient: &HealthId, limit: u32) -> Result<Vec<AuditEntry>> {
+        let filter = doc! { "patient": patient.as_str() };
+        self.find_limited(&AUDIT, filter, doc! { "_id": -1 }, Some(i64::from(limit.clamp(1, 100_000)))).await
+    }
+
     async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()> {
         let d = encode(&CHECKPOINTS, Bson::Int64(checkpoint.seq as i64), checkpoint)?;
         match self.coll(&CHECKPOINTS).insert_one(d).await {

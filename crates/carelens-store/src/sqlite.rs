@@ -89,6 +89,7 @@ const MIGRATIONS: &[&str] = &[
     // 6: records (#9): signed checkpoints of the audit chain.
     r#"
     CREATE TABLE audit_checkpoints (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
+    CREATE INDEX audit_patient ON audit (patient_id, seq) WHERE patient_id IS NOT NULL;
     "#,
 ];
 
@@ -1070,6 +1071,19 @@ impl Store for SqliteStore {
                 Ok((pos as u64, from_json("audit entry", &pos.to_string(), &body)?))
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn audit_for_patient(&self, patient: &HealthId, limit: u32) -> Result<Vec<AuditEntry>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            Self::query_bodies(
+                c,
+                "audit entry",
+                "SELECT CAST(seq AS TEXT), body FROM audit WHERE patient_id = ?1 ORDER BY seq DESC LIMIT ?2",
+                params![patient.as_str(), limit.clamp(1, 100_000)],
+            )
         })
         .await
     }

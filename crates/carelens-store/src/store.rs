@@ -322,6 +322,8 @@ pub trait Store: Send + Sync + 'static {
     /// the `seq` it was written with): verifiers page by position, so entries whose `seq` was
     /// tampered with are still read once each.
     async fn audit_rows(&self, after_position: u64, limit: u32) -> Result<Vec<(u64, AuditEntry)>>;
+    /// The entries about `patient`, newest first (at most `limit`): who touched their record.
+    async fn audit_for_patient(&self, patient: &HealthId, limit: u32) -> Result<Vec<AuditEntry>>;
     /// Keeps a signed checkpoint of the chain (one per `seq`; the first one stays).
     async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()>;
     /// Every checkpoint, by `seq`.
