@@ -26,7 +26,15 @@ pub struct ConsentGrant {
     pub valid_until: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Set on break-the-glass access a doctor took without the patient's consent: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_reason: Option<String>,
 }
+
+/// How long break-the-glass access lasts, and the shortest reason accepted.
+pub const EMERGENCY_HOURS: i64 = 4;
+pub const MIN_EMERGENCY_REASON: usize = 10;
+pub const MAX_EMERGENCY_REASON: usize = 500;
 
 impl ConsentGrant {
     /// In force at `at`: started, not expired, not revoked.
@@ -45,6 +53,16 @@ impl Validate for ConsentGrant {
         ensure(!self.categories.is_empty(), "consent.categories", || "must name at least one category".into())?;
         ensure(self.valid_until.is_none_or(|u| u > self.valid_from), "consent.valid_until", || {
             "must be after consent.valid_from".into()
+        })?;
+        ensure(
+            self.emergency_reason
+                .as_ref()
+                .is_none_or(|r| (MIN_EMERGENCY_REASON..=MAX_EMERGENCY_REASON).contains(&r.trim().chars().count())),
+            "consent.emergency_reason",
+            || format!("must say why in {MIN_EMERGENCY_REASON} to {MAX_EMERGENCY_REASON} characters"),
+        )?;
+        ensure(self.emergency_reason.is_none() || self.valid_until.is_some(), "consent.valid_until", || {
+            "emergency access must end".into()
         })
     }
 }
@@ -66,6 +84,7 @@ mod tests {
             valid_from: t0,
             valid_until: Some(t0 + Duration::days(30)),
             revoked_at: None,
+            emergency_reason: None,
         };
         g.validate().unwrap();
         assert!(g.allows(&dr, Category::Diagnosis, t0 + Duration::days(1)));

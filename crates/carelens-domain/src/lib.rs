@@ -23,7 +23,7 @@ mod user;
 pub use audit::{Actor, ActorRole, AuditAction, AuditCheckpoint, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain};
 pub use codes::{AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def};
 pub use condition::{Condition, GroundTruth};
-pub use consent::{ConsentGrant, Grantee};
+pub use consent::{ConsentGrant, EMERGENCY_HOURS, Grantee, MAX_EMERGENCY_REASON, MIN_EMERGENCY_REASON};
 pub use document::{DocumentKind, DocumentRef, DocumentSignature};
 pub use error::{DomainError, Result};
 pub use history::{

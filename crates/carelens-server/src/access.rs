@@ -111,6 +111,17 @@ pub async fn audit_write(
     audit(state, session, AuditAction::Create, patient, resource, AuditOutcome::Allowed, what).await
 }
 
+/// Audits break-the-glass access being taken, with its reason.
+pub async fn audit_break_glass(
+    state: &AppState,
+    session: &Session,
+    patient: &HealthId,
+    resource: &str,
+    reason: &str,
+) -> ApiResult<()> {
+    audit(state, session, AuditAction::BreakGlass, Some(patient), resource, AuditOutcome::Allowed, reason).await
+}
+
 /// Parses a Health ID from a path segment.
 pub fn health_id(raw: &str) -> ApiResult<HealthId> {
     raw.parse::<HealthId>().map_err(|_| {
@@ -154,14 +165,24 @@ pub async fn check_patient_access(
             let now = Utc::now();
             let grantee = Grantee::Provider(provider.clone());
             let grants = state.store.consents_for(patient).await?;
-            // Treating doctors see everything but mental health; consent adds what it grants.
+            // Treating doctors see everything but mental health; consent adds what it grants;
+            // break-the-glass (an emergency grant) opens what it names, loudly.
+            let consented =
+                |c: Category| grants.iter().any(|g| g.emergency_reason.is_none() && g.allows(&grantee, c, now));
+            let emergency =
+                |c: Category| grants.iter().any(|g| g.emergency_reason.is_some() && g.allows(&grantee, c, now));
             let categories: Vec<Category> = Category::ALL
                 .into_iter()
-                .filter(|&c| {
-                    (in_care && c != Category::MentalHealth) || grants.iter().any(|g| g.allows(&grantee, c, now))
-                })
+                .filter(|&c| (in_care && c != Category::MentalHealth) || consented(c) || emergency(c))
                 .collect();
-            (categories, if in_care { "care_relationship" } else { "consent" })
+            let basis = if in_care {
+                "care_relationship"
+            } else if consented(purpose.category()) {
+                "consent"
+            } else {
+                "emergency"
+            };
+            (categories, basis)
         }
         _ => (vec![], "none"),
     };
@@ -183,6 +204,8 @@ pub async fn check_patient_access(
     let Some(record) = state.store.get_patient(patient).await? else {
         return Err(ApiError::of(ErrorCode::PatientNotFound));
     };
-    audit(state, session, purpose.action(), Some(patient), resource, AuditOutcome::Allowed, basis).await?;
+    // Reads under break-the-glass are audited as such, so the patient sees them stand out.
+    let action = if basis == "emergency" { AuditAction::BreakGlass } else { purpose.action() };
+    audit(state, session, action, Some(patient), resource, AuditOutcome::Allowed, basis).await?;
     Ok(Access { patient: record, categories, basis })
 }

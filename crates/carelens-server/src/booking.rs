@@ -437,6 +437,7 @@ fn share_grant(a: &Appointment, categories: &[Category], now: DateTime<Utc>) -> 
         valid_from: now.min(a.booked_at),
         valid_until: Some(a.end + Duration::days(SHARE_DAYS_AFTER)),
         revoked_at: None,
+        emergency_reason: None,
     }
 }
 

@@ -68,6 +68,7 @@ codes! {
     InsuranceNotAccepted = UNPROCESSABLE_ENTITY, "insurance_not_accepted", "the opening is not for your insurance";
     NotMovable = CONFLICT, "not_movable", "only booked or confirmed appointments can be rescheduled";
     BadTransition = CONFLICT, "bad_transition", "the appointment cannot move to that status from where it is";
+    ConsentNotFound = NOT_FOUND, "consent_not_found", "you have no consent with this id";
     ClosureNotFound = NOT_FOUND, "closure_not_found", "your practice has no closure with this id";
     RuleNotFound = NOT_FOUND, "rule_not_found", "your practice has no schedule rule with this id";
     ReviewNeedsVisit = FORBIDDEN, "review_needs_visit", "only patients with a completed appointment at this practice can review it";

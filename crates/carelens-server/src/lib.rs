@@ -11,6 +11,7 @@ mod access;
 mod auth;
 pub mod availability;
 pub mod booking;
+pub mod consent;
 pub mod directory;
 mod error;
 mod extract;
@@ -78,6 +79,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::login))
         .routes(routes!(routes::me))
         .routes(routes!(routes::my_access_log))
+        .routes(routes!(consent::list, consent::grant))
+        .routes(routes!(consent::revoke))
+        .routes(routes!(consent::emergency))
         .routes(routes!(routes::list_patients))
         .routes(routes!(routes::get_predictions))
         .routes(routes!(routes::get_evidence))

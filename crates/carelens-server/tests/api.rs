@@ -88,6 +88,42 @@ async fn app_with(runner: Option<Arc<dyn PredictionRunner>>, config: ServerConfi
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("db.sqlite")).unwrap());
     let objects: Arc<dyn ObjectStore> = Arc::new(LocalObjects::open(dir.path().join("objects")).unwrap());
+    app_on(store, objects, dir, runner, config).await
+}
+
+/// The same app on MongoDB + S3 (real servers on loopback), or `None` when they are not
+/// installed (`CARELENS_REQUIRE_SERVERS` makes that a failure).
+async fn app_on_servers() -> Option<(App, carelens_testkit::MongoServer, carelens_testkit::S3Server)> {
+    let mongo = carelens_testkit::MongoServer::start().await?;
+    let s3 = carelens_testkit::S3Server::start()?;
+    s3.create_bucket("api");
+    let store: Arc<dyn Store> = Arc::new(carelens_store::MongoStore::connect(&mongo.url("api")).await.unwrap());
+    let objects: Arc<dyn ObjectStore> = Arc::new(
+        carelens_store::S3Objects::connect(carelens_store::S3Config {
+            bucket: "api".into(),
+            prefix: String::new(),
+            endpoint: Some(s3.endpoint()),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: s3.access_key.clone(),
+            secret_access_key: s3.secret_key.clone(),
+            session_token: None,
+            checksums_when_required: true,
+        })
+        .await
+        .unwrap(),
+    );
+    let app = app_on(store, objects, tempfile::tempdir().unwrap(), None, ServerConfig::default()).await;
+    Some((app, mongo, s3))
+}
+
+async fn app_on(
+    store: Arc<dyn Store>,
+    objects: Arc<dyn ObjectStore>,
+    dir: tempfile::TempDir,
+    runner: Option<Arc<dyn PredictionRunner>>,
+    config: ServerConfig,
+) -> App {
     let mine = ProviderId::from_number(1);
     let other = ProviderId::from_number(2);
     let now = Utc::now();
@@ -116,6 +152,7 @@ async fn app_with(runner: Option<Arc<dyn PredictionRunner>>, config: ServerConfi
             valid_from: now - chrono::Duration::days(1),
             valid_until: None,
             revoked_at: None,
+            emergency_reason: None,
         })
         .await
         .unwrap();
@@ -537,6 +574,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/kpis/{name}/chart.svg",
             "GET /api/v1/me",
             "GET /api/v1/me/access-log",
+            "GET /api/v1/me/consents",
             "GET /api/v1/models",
             "GET /api/v1/models/{name}",
             "GET /api/v1/patients",
@@ -558,6 +596,9 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/appointments/{id}/reschedule",
             "POST /api/v1/appointments/{id}/status",
             "POST /api/v1/auth/login",
+            "POST /api/v1/me/consents",
+            "POST /api/v1/me/consents/{id}/revoke",
+            "POST /api/v1/patients/{id}/emergency-access",
             "POST /api/v1/patients/{id}/feedback",
             "POST /api/v1/prediction-runs",
             "POST /api/v1/providers/{id}/reviews",
@@ -1022,4 +1063,139 @@ async fn patients_see_who_accessed_their_record() {
     // Someone else's log does not show it; doctors have none.
     assert_eq!(app.get("/api/v1/me/access-log", &other).await.json(), json!([]));
     app.get("/api/v1/me/access-log", &dr).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+}
+
+/// The authorisation matrix over the patient-data endpoints: every role × every consent state
+/// (care relationship, consent granted / revoked / expired, break-the-glass, another patient)
+/// gives the expected allow or deny; a revocation takes effect on the next request; every
+/// denial is audited; break-the-glass reads stand out in the patient's access log.
+#[tokio::test]
+async fn the_authorisation_matrix_holds_and_consent_changes_take_effect_at_once() {
+    authorisation_matrix(app().await).await;
+}
+
+#[tokio::test]
+async fn the_authorisation_matrix_holds_on_mongodb_and_s3() {
+    let Some((app, _mongo, _s3)) = app_on_servers().await else { return };
+    authorisation_matrix(app).await;
+}
+
+async fn authorisation_matrix(app: App) {
+    patient_user(&*app.store, 10, "pat.three", consented()).await;
+    patient_user(&*app.store, 11, "pat.four", no_set()).await;
+    let t = |name: &'static str| app.login(name);
+    let (mine, other, pat3, pat4) =
+        (t("dr.mine").await, t("dr.other").await, t("pat.three").await, t("pat.four").await);
+    let (admin, analyst, ml) = (t("admin").await, t("ana.lyst").await, t("ml.eng").await);
+    let hist = |p: HealthId| format!("/api/v1/patients/{p}/history");
+    let pred = |p: HealthId| format!("/api/v1/patients/{p}/predictions");
+    let check = |token: String, path: String, allowed: bool, code: &'static str| {
+        let app = &app;
+        async move {
+            let before = app.denied_audits().await;
+            let r = app.get(&path, &token).await;
+            if allowed {
+                assert_eq!(r.status, StatusCode::OK, "{path}: {}", String::from_utf8_lossy(&r.bytes));
+            } else {
+                assert!(r.status == StatusCode::FORBIDDEN, "{path}: {}", String::from_utf8_lossy(&r.bytes));
+                assert_eq!(r.json()["error"]["code"], code, "{path}");
+                assert_eq!(app.denied_audits().await, before + 1, "{path}: the denial is audited");
+            }
+        }
+    };
+
+    // Care relationship, consent, other patients, other roles.
+    check(mine.clone(), hist(in_care()), true, "").await;
+    check(mine.clone(), pred(in_care()), true, "").await;
+    check(mine.clone(), hist(consented()), true, "").await; // consent (diagnosis only)
+    check(mine.clone(), pred(consented()), true, "").await;
+    check(mine.clone(), hist(not_in_care()), false, "not_in_care").await;
+    check(other.clone(), hist(in_care()), false, "not_in_care").await;
+    check(other.clone(), hist(not_in_care()), true, "").await;
+    check(pat3.clone(), hist(consented()), true, "").await; // own record
+    check(pat3.clone(), hist(in_care()), false, "not_in_care").await; // another patient
+    check(pat3.clone(), pred(consented()), false, "forbidden_role").await;
+    for token in [&admin, &analyst, &ml] {
+        check(token.clone(), hist(in_care()), false, "forbidden_role").await;
+        check(token.clone(), pred(in_care()), false, "forbidden_role").await;
+    }
+
+    // The patient grants the other practice, which may read at once; revoking closes it at once.
+    check(other.clone(), hist(consented()), false, "not_in_care").await;
+    let post = |token: String, path: String, body: Option<Value>| {
+        let app = &app;
+        async move { app.call(Method::POST, &path, Some(&token), body).await }
+    };
+    let g = post(
+        pat3.clone(),
+        "/api/v1/me/consents".into(),
+        Some(json!({"provider": ProviderId::from_number(2).as_str(), "categories": ["diagnosis", "medication"]})),
+    )
+    .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&g.bytes));
+    let g = g.json();
+    assert_eq!((g["active"].as_bool(), g["provider_name"].as_str()), (Some(true), Some("Praxis 2")));
+    check(other.clone(), hist(consented()), true, "").await;
+    check(other.clone(), pred(consented()), true, "").await;
+    let id = g["id"].as_str().unwrap();
+    post(pat4.clone(), format!("/api/v1/me/consents/{id}/revoke"), None)
+        .await
+        .error(StatusCode::NOT_FOUND, "consent_not_found");
+    let r = post(pat3.clone(), format!("/api/v1/me/consents/{id}/revoke"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["active"], false);
+    check(other.clone(), hist(consented()), false, "not_in_care").await;
+    // Bad grants.
+    for body in [
+        json!({"provider": "PRV-nope", "categories": ["diagnosis"]}),
+        json!({"provider": ProviderId::from_number(2).as_str(), "categories": ["gossip"]}),
+        json!({"provider": ProviderId::from_number(2).as_str(), "categories": ["diagnosis"], "valid_until": "2020-01-01T00:00:00Z"}),
+    ] {
+        post(pat3.clone(), "/api/v1/me/consents".into(), Some(body))
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_input");
+    }
+    post(mine.clone(), "/api/v1/me/consents".into(), Some(json!({"provider": "x", "categories": []})))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    // An expired grant opens nothing.
+    app.store
+        .put_consent(&ConsentGrant {
+            id: ConsentId::from_u128(77),
+            patient: consented(),
+            grantee: Grantee::Provider(ProviderId::from_number(2)),
+            categories: vec![Category::Diagnosis],
+            valid_from: Utc::now() - chrono::Duration::days(10),
+            valid_until: Some(Utc::now() - chrono::Duration::days(1)),
+            revoked_at: None,
+            emergency_reason: None,
+        })
+        .await
+        .unwrap();
+    check(other.clone(), hist(consented()), false, "not_in_care").await;
+    let listed = app.get("/api/v1/me/consents", &pat3).await.json();
+    assert_eq!(listed.as_array().unwrap().iter().filter(|c| c["active"] == true).count(), 1, "{listed}");
+
+    // Break-the-glass: a reason is required; then 4 hours of access, audited as such.
+    let emergency = format!("/api/v1/patients/{}/emergency-access", no_set());
+    check(other.clone(), hist(no_set()), false, "not_in_care").await;
+    post(other.clone(), emergency.clone(), Some(json!({"reason": "urgent"})))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    post(pat4.clone(), emergency.clone(), Some(json!({"reason": "unconscious in the emergency room"})))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    let e = post(other.clone(), emergency, Some(json!({"reason": "unconscious in the emergency room"}))).await;
+    assert_eq!(e.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&e.bytes));
+    check(other.clone(), hist(no_set()), true, "").await;
+    let log = app.get("/api/v1/me/access-log", &pat4).await.json();
+    let glass: Vec<&Value> = log.as_array().unwrap().iter().filter(|e| e["action"] == "break_glass").collect();
+    assert_eq!(glass.len(), 2, "taking it and the read under it: {log}");
+    assert!(glass.iter().any(|e| e["reason"] == "unconscious in the emergency room"), "{log}");
+    let mine_too = app.get("/api/v1/me/consents", &pat4).await.json();
+    assert_eq!(mine_too[0]["emergency_reason"], "unconscious in the emergency room");
+    // The patient can end it early.
+    let gid = mine_too[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(post(pat4.clone(), format!("/api/v1/me/consents/{gid}/revoke"), None).await.status, StatusCode::OK);
+    check(other.clone(), hist(no_set()), false, "not_in_care").await;
 }

@@ -683,6 +683,7 @@ async fn consents_upsert_and_revoke(s: Arc<dyn Store>) {
         valid_from: time(2025, 1, 1, 0),
         valid_until: None,
         revoked_at: None,
+        emergency_reason: None,
     };
     s.put_consent(&g).await.unwrap();
     g.revoked_at = Some(time(2025, 2, 1, 0));

@@ -275,6 +275,7 @@ mod tests {
             valid_from: time(2025, 1, 1, 0),
             valid_until: None,
             revoked_at: None,
+            emergency_reason: None,
         })
         .await
         .unwrap();
