@@ -532,6 +532,17 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
         "const r = document.querySelector('#my-appointments tbody tr[data-id]'); return r ? r.dataset.id : null",
     );
     let id = id.as_str().unwrap().to_string();
+    // The share is a consent the patient sees and can revoke at once.
+    let row = format!("#my-consents tbody tr[data-provider='{practice}']");
+    browser.wait_for("the share as a consent", &format!("return !!document.querySelector(\"{row}\")"));
+    let shared = browser.eval(&format!("return document.querySelector(\"{row}\").textContent")).to_string();
+    assert!(shared.contains("medication") && shared.contains("in force"), "{shared}");
+    browser.eval("window.confirm = () => true");
+    browser.click(&format!("{row} button.revoke"));
+    browser.wait_for(
+        "the revocation",
+        &format!("const r = document.querySelector(\"{row}\"); return r && r.textContent.includes('revoked')"),
+    );
     // The patient's access log lists who touched the record (the demo's prediction run, at least).
     browser.wait_for("the access log", "return document.querySelectorAll('#access-log tbody tr[data-seq]').length");
     browser.eval("document.querySelector('#bk-openings').scrollIntoView()");

@@ -308,7 +308,30 @@ function initBooking() {
 async function loadBooking() {
   show("booking-view");
   initBooking();
-  await Promise.all([searchProviders(), loadMyAppointments(), loadAccessLog()]);
+  await Promise.all([searchProviders(), loadMyAppointments(), loadConsents(), loadAccessLog()]);
+}
+
+async function loadConsents() {
+  const tbody = $("#my-consents tbody");
+  try {
+    const list = await (await api("/api/v1/me/consents")).json();
+    tbody.replaceChildren(...(list.length ? list.map((c) => {
+      const revoke = el("button", { type: "button", class: "reject revoke" }, "Revoke");
+      revoke.hidden = !c.active;
+      revoke.addEventListener("click", async () => {
+        if (!confirm("Revoke this permission now?")) return;
+        try { await api(`/api/v1/me/consents/${c.id}/revoke`, { method: "POST" }); await loadConsents(); await loadAccessLog(); }
+        catch (e) { alert(e.message); }
+      });
+      const state = c.revoked_at ? "revoked " + fmtDate(c.revoked_at) : c.active ? "in force" : "expired";
+      return el("tr", { class: (c.emergency_reason ? "emergency " : "") + (c.active ? "" : "inactive"), dataset: { id: c.id, provider: c.provider || "" } },
+        el("td", {}, (c.provider_name || c.provider || "") + (c.emergency_reason ? ` — emergency access: “${c.emergency_reason}”` : "")),
+        el("td", {}, c.categories.map(human).join(", ")), el("td", {}, fmtDate(c.valid_until)),
+        el("td", { class: "state" }, state), el("td", {}, revoke));
+    }) : [el("tr", {}, el("td", { colSpan: 5, class: "muted" }, "None: only the practices treating you see your record."))]));
+  } catch (e) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colSpan: 5, class: "error" }, e.message)));
+  }
 }
 
 async function loadAccessLog() {
@@ -424,7 +447,7 @@ async function book(ev) {
     const taken = document.querySelector("#bk-days button.chosen");
     if (taken) taken.remove();
     chosen = null;
-    await loadMyAppointments();
+    await Promise.all([loadMyAppointments(), loadConsents()]);
     await searchProviders();
   } catch (e) {
     $("#bk-book-status").className = "error";
