@@ -6,13 +6,15 @@ use serde::{Deserialize, Serialize};
 use crate::Validate;
 use crate::error::{Result, ensure};
 use crate::history::Category;
-use crate::ids::{ConsentId, HealthId, ProviderId};
+use crate::ids::{ConsentId, HealthId, ProviderId, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", content = "id", rename_all = "snake_case")]
 pub enum Grantee {
     Provider(ProviderId),
     CareTeam(String),
+    /// A caregiver or proxy: another person's account (a parent, a relative).
+    Person(UserId),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -37,10 +37,13 @@ impl Purpose {
         }
     }
 
-    /// The consent category a grant must cover for this purpose: diagnoses for all of them
-    /// (the timeline then shows only the categories granted).
-    fn category(self) -> Category {
-        Category::Diagnosis
+    /// Whether the categories the caller may see are enough for this purpose: the timeline
+    /// needs any (it then shows only those), predictions and feedback need diagnoses.
+    fn permits(self, categories: &[Category]) -> bool {
+        match self {
+            Purpose::ReadHistory => !categories.is_empty(),
+            Purpose::ReadPredictions | Purpose::GiveFeedback => categories.contains(&Category::Diagnosis),
+        }
     }
 
     fn roles(self) -> &'static [Role] {
@@ -158,6 +161,15 @@ pub async fn check_patient_access(
     }
     let (categories, basis) = match (claims.role, &claims.provider) {
         (Role::Patient, _) if claims.patient.as_ref() == Some(patient) => (Category::ALL.to_vec(), "own_record"),
+        // A caregiver or proxy: another person the patient granted categories to.
+        (Role::Patient, _) => {
+            let now = Utc::now();
+            let grantee = Grantee::Person(claims.sub);
+            let grants = state.store.consents_for(patient).await?;
+            let categories: Vec<Category> =
+                Category::ALL.into_iter().filter(|&c| grants.iter().any(|g| g.allows(&grantee, c, now))).collect();
+            (categories, "caregiver")
+        }
         (Role::Doctor, Some(provider)) => {
             let appointments = state.store.appointments_for_patient(patient).await?;
             let in_care =
@@ -177,7 +189,7 @@ pub async fn check_patient_access(
                 .collect();
             let basis = if in_care {
                 "care_relationship"
-            } else if consented(purpose.category()) {
+            } else if purpose.permits(&Category::ALL.into_iter().filter(|&c| consented(c)).collect::<Vec<_>>()) {
                 "consent"
             } else {
                 "emergency"
@@ -186,7 +198,7 @@ pub async fn check_patient_access(
         }
         _ => (vec![], "none"),
     };
-    if !categories.contains(&purpose.category()) {
+    if !purpose.permits(&categories) {
         audit_denied(state, session, Some(patient), resource, "not_in_care").await;
         // Health IDs are random (50 bits and a check character), so saying that one does not
         // exist gives nothing away worth guessing for; it saves a doctor a confusing 403.
@@ -196,7 +208,9 @@ pub async fn check_patient_access(
         return Err(ApiError::new(
             ErrorCode::NotInCare,
             match claims.role {
-                Role::Patient => "patients can read their own record only".to_string(),
+                Role::Patient => {
+                    "patients can read their own record, and those of people who made them their caregiver".to_string()
+                }
                 _ => "this patient has no appointment with your practice and has not granted it consent".to_string(),
             },
         ));

@@ -1,4 +1,5 @@
-//! Patients keep their consents: list them, grant a practice some categories for a while, and
+//! Patients keep their consents: list them, grant a practice (or a caregiver's account) some
+//! categories for a while, and
 //! revoke a grant with immediate effect (every read checks the grants in force at that
 //! moment). Doctors may take break-the-glass access to a patient in an emergency: a reason is
 //! mandatory, it lasts [`EMERGENCY_HOURS`], and it is audited as `break_glass`, as is every
@@ -33,6 +34,9 @@ pub struct ConsentWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_name: Option<String>,
     pub categories: Vec<String>,
+    /// The caregiver's user name, for a grant to a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caregiver: Option<String>,
     pub valid_from: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<DateTime<Utc>>,
@@ -48,8 +52,12 @@ pub struct ConsentWire {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
-    /// The practice's provider id.
-    pub provider: String,
+    /// The practice's provider id (give this or `caregiver`).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// A caregiver's or proxy's user name: a parent, a relative (give this or `provider`).
+    #[serde(default)]
+    pub caregiver: Option<String>,
     /// e.g. `["diagnosis", "medication", "allergy"]`; `mental_health` only when listed
     pub categories: Vec<String>,
     /// Default: one year from now; at most two years
@@ -86,12 +94,18 @@ async fn wire(state: &AppState, g: &ConsentGrant, now: DateTime<Utc>) -> ApiResu
     let (provider, provider_name) = match &g.grantee {
         Grantee::Provider(p) => (Some(p.to_string()), state.store.get_provider(p).await?.map(|p| p.name)),
         Grantee::CareTeam(t) => (None, Some(t.clone())),
+        Grantee::Person(u) => (None, state.store.get_user(u).await?.map(|u| format!("{} (caregiver)", u.username))),
+    };
+    let caregiver = match &g.grantee {
+        Grantee::Person(u) => state.store.get_user(u).await?.map(|u| u.username),
+        _ => None,
     };
     Ok(ConsentWire {
         id: g.id.to_string(),
         provider,
         provider_name,
         categories: g.categories.iter().map(|c| c.as_str().to_owned()).collect(),
+        caregiver,
         valid_from: g.valid_from,
         valid_until: g.valid_until,
         revoked_at: g.revoked_at,
@@ -127,11 +141,27 @@ pub async fn grant(
     Body(req): Body<GrantRequest>,
 ) -> ApiResult<(StatusCode, Json<ConsentWire>)> {
     let patient = own_patient(&session)?;
-    let provider: ProviderId =
-        req.provider.parse().map_err(|_| invalid(format!("`{}` is not a provider id", req.provider)))?;
-    if state.store.get_provider(&provider).await?.is_none() {
-        return Err(ApiError::of(ErrorCode::ProviderNotFound));
-    }
+    let grantee = match (&req.provider, &req.caregiver) {
+        (Some(raw), None) => {
+            let provider: ProviderId = raw.parse().map_err(|_| invalid(format!("`{raw}` is not a provider id")))?;
+            if state.store.get_provider(&provider).await?.is_none() {
+                return Err(ApiError::of(ErrorCode::ProviderNotFound));
+            }
+            Grantee::Provider(provider)
+        }
+        (None, Some(name)) => {
+            // Only another patient account can be a caregiver: staff see records through
+            // their practice, never as a person.
+            let user = state
+                .store
+                .user_by_name(name.trim())
+                .await?
+                .filter(|u| u.role == Role::Patient && !u.disabled && u.id != session.0.sub)
+                .ok_or_else(|| invalid(format!("caregiver: no patient account `{name}` (other than yours)")))?;
+            Grantee::Person(user.id)
+        }
+        _ => return Err(invalid("give either `provider` (a practice) or `caregiver` (a user name)")),
+    };
     let mut categories = Vec::new();
     for raw in &req.categories {
         let c = Category::parse(raw).ok_or_else(|| {
@@ -150,7 +180,7 @@ pub async fn grant(
     let g = ConsentGrant {
         id: ConsentId::random(),
         patient: patient.clone(),
-        grantee: Grantee::Provider(provider),
+        grantee,
         categories,
         valid_from: now,
         valid_until: Some(until),

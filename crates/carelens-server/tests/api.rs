@@ -1176,6 +1176,36 @@ async fn authorisation_matrix(app: App) {
     let listed = app.get("/api/v1/me/consents", &pat3).await.json();
     assert_eq!(listed.as_array().unwrap().iter().filter(|c| c["active"] == true).count(), 1, "{listed}");
 
+    // A caregiver: patient 3 lets patient 4's account see medication and allergies, nothing
+    // else; the timeline shows only those, predictions stay with doctors; revoking ends it.
+    check(pat4.clone(), hist(consented()), false, "not_in_care").await;
+    let cg = post(
+        pat3.clone(),
+        "/api/v1/me/consents".into(),
+        Some(json!({"caregiver": "pat.four", "categories": ["medication", "allergy"]})),
+    )
+    .await;
+    assert_eq!(cg.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&cg.bytes));
+    let cg = cg.json();
+    assert_eq!(cg["caregiver"], "pat.four");
+    check(pat4.clone(), hist(consented()), true, "").await;
+    let tl = app.get(&hist(consented()), &pat4).await.json();
+    let hidden = tl["hidden_categories"].as_array().unwrap();
+    assert!(hidden.iter().any(|c| c == "diagnosis") && hidden.iter().any(|c| c == "mental_health"), "{tl}");
+    check(pat4.clone(), pred(consented()), false, "forbidden_role").await;
+    for bad in [
+        json!({"caregiver": "dr.mine", "categories": ["medication"]}),
+        json!({"caregiver": "pat.three", "categories": ["medication"]}),
+        json!({"caregiver": "pat.four", "provider": ProviderId::from_number(2).as_str(), "categories": ["medication"]}),
+    ] {
+        post(pat3.clone(), "/api/v1/me/consents".into(), Some(bad))
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_input");
+    }
+    let cid = cg["id"].as_str().unwrap();
+    assert_eq!(post(pat3.clone(), format!("/api/v1/me/consents/{cid}/revoke"), None).await.status, StatusCode::OK);
+    check(pat4.clone(), hist(consented()), false, "not_in_care").await;
+
     // Break-the-glass: a reason is required; then 4 hours of access, audited as such.
     let emergency = format!("/api/v1/patients/{}/emergency-access", no_set());
     check(other.clone(), hist(no_set()), false, "not_in_care").await;
