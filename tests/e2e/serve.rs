@@ -583,6 +583,22 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
     let shot = artifacts().join("calendar-view.png");
     browser.screenshot(&shot);
     eprintln!("screenshot: {}", shot.display());
+
+    // A patient outside the practice: the doctor opens the record in an emergency.
+    let everyone = c.json(&["patients", "--limit", "200"]);
+    let stranger = everyone
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .find(|id| http.get(&format!("/api/v1/patients/{id}/history"), &dr_token).status == 403)
+        .expect("a patient the demo practice does not treat");
+    browser.goto(&format!("{}/#/patients/{stranger}", server.url));
+    browser.wait_for("the emergency form", "return !!document.querySelector('#emergency-form')");
+    browser.type_into("#emergency-reason", "unconscious in the emergency room, no relative reachable");
+    browser.click("#emergency-form button");
+    browser.wait_for("the record", "return document.querySelector('#patient-header').textContent");
+    assert!(browser.eval("return !document.querySelector('#emergency-form')") == true);
     drop(browser);
 
     // The store agrees: confirmed, with the share grant and the messages queued.

@@ -164,6 +164,8 @@ async function loadPatient(id) {
   show("patient-view");
   objectUrls.splice(0).forEach((u) => URL.revokeObjectURL(u));
   for (const s of ["#patient-header", "#patient-meta", "#patient-status", "#pred-meta", "#tl-hidden"]) $(s).textContent = "";
+  const stale = document.querySelector("#emergency-form");
+  if (stale) stale.remove();
   $("#predictions").replaceChildren();
   $("#timeline").replaceChildren();
   try {
@@ -185,6 +187,7 @@ async function loadPatient(id) {
     $("#timeline").replaceChildren(...items);
   } catch (e) {
     $("#patient-status").textContent = e.message;
+    if (e.code === "not_in_care" && session.user && session.user.role === "doctor") emergencyForm(id);
     return;
   }
   try {
@@ -194,6 +197,28 @@ async function loadPatient(id) {
   } catch (e) {
     $("#pred-meta").textContent = e.code === "no_prediction_set" ? "No predictions for this patient yet." : e.message;
   }
+}
+
+// Break-the-glass: a doctor outside the care relationship may take 4 hours of access in an
+// emergency, with a reason the patient will see.
+function emergencyForm(id) {
+  const reason = el("input", { id: "emergency-reason", required: true, minLength: 10, maxLength: 500, placeholder: "e.g. unconscious in the emergency room, no relative reachable" });
+  const status = el("p", { role: "alert", class: "error" });
+  const form = el("form", { id: "emergency-form", class: "emergency" },
+    el("p", {}, "In an emergency you can open this record for 4 hours. The patient will see that you did, and why; it is logged as break-the-glass access."),
+    el("label", { for: "emergency-reason" }, "Reason"), reason,
+    el("button", { type: "submit", class: "reject" }, "Open the record in an emergency"), status);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api(`/api/v1/patients/${id}/emergency-access`, { method: "POST", json: { reason: reason.value.trim() } });
+      form.remove();
+      await loadPatient(id);
+    } catch (e) {
+      status.textContent = e.message;
+    }
+  });
+  $("#patient-status").after(form);
 }
 
 // ---- analysts: population KPIs ------------------------------------------------------------
