@@ -1120,6 +1120,23 @@ async fn authorisation_matrix(app: App) {
         check(token.clone(), pred(in_care()), false, "forbidden_role").await;
     }
 
+    // Evidence and feedback go through the same check.
+    let evidence = format!("/api/v1/patients/{}/evidence/{}", in_care(), app.heatmap_digest);
+    let r = app.get(&evidence, &mine).await;
+    assert_eq!((r.status, r.bytes.starts_with(b"\x89PNG")), (StatusCode::OK, true));
+    check(other.clone(), evidence.clone(), false, "not_in_care").await;
+    check(pat3.clone(), evidence.clone(), false, "forbidden_role").await;
+    check(analyst.clone(), evidence, false, "forbidden_role").await;
+    let feedback = format!("/api/v1/patients/{}/feedback", in_care());
+    let verdict = json!({"set_version": 1, "code": "J18", "verdict": "confirmed"});
+    for (token, code) in [(&other, "not_in_care"), (&pat3, "forbidden_role"), (&admin, "forbidden_role")] {
+        let before = app.denied_audits().await;
+        app.call(Method::POST, &feedback, Some(token), Some(verdict.clone())).await.error(StatusCode::FORBIDDEN, code);
+        assert_eq!(app.denied_audits().await, before + 1);
+    }
+    let r = app.call(Method::POST, &feedback, Some(&mine), Some(verdict)).await;
+    assert!(r.status.is_success(), "{}", String::from_utf8_lossy(&r.bytes));
+
     // The patient grants the other practice, which may read at once; revoking closes it at once.
     check(other.clone(), hist(consented()), false, "not_in_care").await;
     let post = |token: String, path: String, body: Option<Value>| {
