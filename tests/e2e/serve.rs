@@ -226,6 +226,20 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(name)).find(|p| p.is_file())
 }
 
+/// Chromium and chromedriver, or `None` (the test skips) when they are not installed;
+/// `CARELENS_REQUIRE_SERVERS` (set by `.ci/run`) makes that a failure.
+fn chromium() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
+        assert!(
+            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
+            "chromium and chromedriver are required (apt-get install chromium chromium-driver; .ci/run does)"
+        );
+        eprintln!("SKIPPED: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
+        return None;
+    };
+    Some((chromium, chromedriver))
+}
+
 /// chromedriver and one Chromium session, both gone on drop.
 struct Browser {
     driver: Child,
@@ -356,14 +370,7 @@ fn artifacts() -> std::path::PathBuf {
 /// diagnosis it is evidence for; the verdict lands in the store. Screenshot saved.
 #[test]
 fn a_doctor_signs_in_sees_a_heatmap_and_confirms_a_diagnosis_in_chromium() {
-    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
-        assert!(
-            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
-            "chromium and chromedriver are required (apt-get install chromium chromium-driver; .ci/run does)"
-        );
-        eprintln!("SKIPPED: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
-        return;
-    };
+    let Some((chromium, chromedriver)) = chromium() else { return };
     let models = super::predict::repo_models();
     let c = Carelens::new();
     let demo = c.json(&["--models", &models, "demo", "--patients", "300", "--no-serve"]);
@@ -476,14 +483,7 @@ fn a_doctor_signs_in_sees_a_heatmap_and_confirms_a_diagnosis_in_chromium() {
 /// then finds it in the practice calendar and confirms it. Screenshots saved.
 #[test]
 fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
-    let (Some(chromium), Some(chromedriver)) = (which("chromium"), which("chromedriver")) else {
-        assert!(
-            std::env::var_os("CARELENS_REQUIRE_SERVERS").is_none(),
-            "chromium and chromedriver are required (apt-get install chromium chromium-driver; .ci/run does)"
-        );
-        eprintln!("SKIPPED: chromium/chromedriver not installed (apt-get install chromium chromium-driver)");
-        return;
-    };
+    let Some((chromium, chromedriver)) = chromium() else { return };
     let models = super::predict::repo_models();
     let c = Carelens::new();
     let demo = c.json(&["--models", &models, "demo", "--patients", "200", "--no-serve"]);
