@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::access::audit_write;
 use crate::auth::Session;
-use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, invalid};
 use crate::extract::{Body, Params};
 use crate::state::AppState;
 
@@ -211,10 +211,6 @@ fn opening_wire(o: &Opening) -> OpeningWire {
     }
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInput, message)
-}
-
 fn provider_id(raw: &str) -> ApiResult<ProviderId> {
     raw.parse().map_err(|_| invalid(format!("`{raw}` is not a provider id")))
 }
@@ -372,7 +368,7 @@ pub async fn book(
     Body(req): Body<BookRequest>,
 ) -> ApiResult<(StatusCode, Json<BookResponse>)> {
     session.require(&state, &[Role::Patient], "appointments").await?;
-    let share = share_categories(&req.share)?;
+    let share = parse_categories("share", &req.share)?;
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -412,12 +408,13 @@ pub async fn book(
     Ok((status, Json(resp)))
 }
 
-fn share_categories(raw: &[String]) -> ApiResult<Vec<Category>> {
+/// Record categories named in request field `field`, once each, in the order given.
+pub(crate) fn parse_categories(field: &str, raw: &[String]) -> ApiResult<Vec<Category>> {
     let mut out = Vec::new();
     for r in raw {
         let c = Category::parse(r).ok_or_else(|| {
             let known: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
-            invalid(format!("share: unknown category `{r}` (one of {})", known.join(", ")))
+            invalid(format!("{field}: unknown category `{r}` (one of {})", known.join(", ")))
         })?;
         if !out.contains(&c) {
             out.push(c);

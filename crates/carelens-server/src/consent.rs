@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use crate::access::{audit_break_glass, audit_write, health_id};
 use crate::auth::Session;
-use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, invalid};
 use crate::extract::Body;
 use crate::state::AppState;
 
@@ -77,10 +77,6 @@ pub struct EmergencyResponse {
     pub patient: String,
     pub valid_until: DateTime<Utc>,
     pub categories: Vec<String>,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInput, message)
 }
 
 fn own_patient(session: &Session) -> ApiResult<HealthId> {
@@ -162,16 +158,7 @@ pub async fn grant(
         }
         _ => return Err(invalid("give either `provider` (a practice) or `caregiver` (a user name)")),
     };
-    let mut categories = Vec::new();
-    for raw in &req.categories {
-        let c = Category::parse(raw).ok_or_else(|| {
-            let known: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
-            invalid(format!("categories: unknown `{raw}` (one of {})", known.join(", ")))
-        })?;
-        if !categories.contains(&c) {
-            categories.push(c);
-        }
-    }
+    let categories = crate::booking::parse_categories("categories", &req.categories)?;
     let now = Utc::now();
     let until = req.valid_until.unwrap_or(now + Duration::days(365));
     if until <= now || until > now + Duration::days(MAX_GRANT_DAYS) {

@@ -127,6 +127,11 @@ impl ApiError {
     }
 }
 
+/// `invalid_input` with a message that names the field and what is wrong.
+pub fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidInput, message)
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

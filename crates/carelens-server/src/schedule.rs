@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::access::audit_write;
 use crate::auth::Session;
-use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode, invalid};
 use crate::extract::Body;
 use crate::state::AppState;
 
@@ -97,10 +97,6 @@ pub struct NewRule {
 pub struct EndRule {
     /// The last day the rule offers openings.
     pub valid_until: NaiveDate,
-}
-
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInput, message)
 }
 
 fn time(field: &str, raw: &str) -> ApiResult<NaiveTime> {
