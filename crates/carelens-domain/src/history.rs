@@ -457,6 +457,16 @@ pub enum HistoryKind {
     ImagingStudy(ImagingStudy),
 }
 
+/// A code as another system recorded it (a FHIR `Coding`): SNOMED CT, RxNorm, LOINC, CVX …
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Coding {
+    /// The code system's URI, e.g. `http://snomed.info/sct`.
+    pub system: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
 /// One dated fact in a patient's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -466,13 +476,23 @@ pub struct HistoryEntry {
     pub source: Source,
     #[serde(flatten)]
     pub kind: HistoryKind,
+    /// The code the source system used, when it is not carelens's own (an imported SNOMED CT
+    /// condition mapped to ICD-10, an RxNorm drug mapped to ATC): exports give it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_coding: Option<Coding>,
 }
 
 impl HistoryEntry {
     pub fn new(id: EntryId, patient: HealthId, date: NaiveDate, source: Source, kind: HistoryKind) -> Result<Self> {
-        let e = Self { id, patient, date, source, kind };
+        let e = Self { id, patient, date, source, kind, source_coding: None };
         e.validate()?;
         Ok(e)
+    }
+
+    /// The same entry, remembering the source system's code.
+    pub fn with_source_coding(mut self, coding: Coding) -> Self {
+        self.source_coding = Some(coding);
+        self
     }
 
     /// The consent category; F-coded diagnoses and psychiatric medication count as mental health.

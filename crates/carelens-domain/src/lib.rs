@@ -27,7 +27,7 @@ pub use consent::{ConsentGrant, EMERGENCY_HOURS, Grantee, MAX_EMERGENCY_REASON, 
 pub use document::{DocumentKind, DocumentRef, DocumentSignature};
 pub use error::{DomainError, Result};
 pub use history::{
-    Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Diagnosis, Dose, HistoryEntry, HistoryKind,
+    Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Coding, Diagnosis, Dose, HistoryEntry, HistoryKind,
     ImageFinding, ImagingInstance, ImagingStudy, MedicationStatement, Modality, Observation, Procedure, ProcedureKind,
     ReferenceRange, Source, SourceKind, TherapyModality, TherapySession, Vaccination, is_dicom_uid,
 };

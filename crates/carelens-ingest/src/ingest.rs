@@ -346,6 +346,7 @@ impl<'a> Studies<'a> {
                         object_keys: vec![],
                         instances: vec![],
                     }),
+                    source_coding: None,
                 },
             };
             self.entries.insert(k.clone(), entry);

@@ -1,6 +1,8 @@
-//! Records and trust (issue #9). So far: the audit log's verification — the hash chain plus
-//! Ed25519-signed checkpoints — behind `carelens audit verify | checkpoint | keygen`.
+//! Records and trust (issue #9): the audit log's verification — the hash chain plus
+//! Ed25519-signed checkpoints — behind `carelens audit verify | checkpoint | keygen`, and FHIR R4
+//! import/export (`fhir`).
 
 pub mod audit;
+pub mod fhir;
 
 pub use audit::{AUDIT_KEY_ENV, AuditError, AuditKey, Finding, Verification};
