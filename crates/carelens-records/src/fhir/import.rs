@@ -196,6 +196,7 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<ImportedBundle, FhirError> {
             Err((field, message)) => out.report.problems.push(Problem { entry: i, resource: name(r), field, message }),
         }
     }
+    out.report.problems.sort_by_key(|p| p.entry);
     Ok(out)
 }
 
@@ -305,12 +306,13 @@ fn patient(r: &Value) -> Result<Patient, Fail> {
         None => Insurance { kind: InsuranceKind::Statutory, insurer_id: UNKNOWN_INSURER.into() },
     };
     Patient::new(id, PersonName { given, family }, birth_date, sex, residence, insurance)
-        .map_err(|e| fail(domain_field(&e), e.to_string()))
+        .map_err(domain)
 }
 
-fn domain_field(e: &carelens_domain::DomainError) -> &str {
-    let carelens_domain::DomainError::Invalid { field, .. } = e;
-    field
+/// A domain validation failure as (field, reason).
+fn domain(e: carelens_domain::DomainError) -> Fail {
+    let carelens_domain::DomainError::Invalid { field, reason } = e;
+    (field, reason)
 }
 
 fn subject(r: &Value, patients: &HashMap<String, HealthId>) -> Result<HealthId, Fail> {
@@ -427,7 +429,7 @@ fn entry(
 ) -> Result<HistoryEntry, Fail> {
     let id = entry_id(r, patient, kind_name, part)?;
     let e = HistoryEntry::new(id, patient.clone(), date, source(r, kind_name), kind)
-        .map_err(|e| fail(domain_field(&e), e.to_string()))?;
+        .map_err(domain)?;
     Ok(match coding {
         Some(c) => e.with_source_coding(c),
         None => e,
