@@ -51,6 +51,9 @@ fn real_main() -> Result<()> {
             // For running tests by hand: `export $(cargo xtask fixtures)`.
             println!("CARELENS_PYDICOM_DIR={}", servers::pydicom_files(&root)?.display());
             println!("CARELENS_WDBC_CSV={}", servers::wdbc_csv()?.display());
+            let installed = servers::install()?;
+            println!("CARELENS_MONGOD_BIN={}", installed.mongod.display());
+            println!("CARELENS_S3S_FS_BIN={}", installed.s3s_fs.display());
             Ok(())
         }
         "bench-ml" => bench_ml(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0)),
