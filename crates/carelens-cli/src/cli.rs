@@ -88,11 +88,11 @@ pub enum Command {
     /// Safe to rerun after an interruption: every write is an upsert by id.
     Migrate(MigrateArgs),
 
-    /// Bring data in: `carelens ingest images PATH…`
-    #[command(subcommand)]
+    /// Bring data in: `carelens ingest images PATH…`, `carelens ingest fhir PATH…` (alias: import)
+    #[command(subcommand, visible_alias = "import")]
     Ingest(IngestCommand),
 
-    /// Take data out: `carelens export images --deidentify --out DIR`
+    /// Take data out: `carelens export images --deidentify --out DIR`, `carelens export fhir …`
     #[command(subcommand)]
     Export(ExportCommand),
 
@@ -788,6 +788,35 @@ pub enum ExportCommand {
     /// recorded in the store, and a copy stays in the data directory (or --out) for polars,
     /// notebooks, Spark or Trino.
     Analytics(ExportAnalyticsArgs),
+
+    /// Export patients' records as FHIR R4 bundles (JSON), one `collection` bundle each
+    ///
+    /// Patient, Condition, Observation, Immunization, AllergyIntolerance, MedicationStatement,
+    /// Procedure, ImagingStudy, plus Appointment, Consent, DocumentReference, AuditEvent and the
+    /// latest prediction set as RiskAssessment (probability, risk band, the models as basis).
+    /// Identified data: each export is written to the audit log. An import of the bundle gives
+    /// back the same history entries.
+    ///
+    /// Examples:
+    ///   carelens export fhir --patient CLH… --out record.json
+    ///   carelens export fhir --all --out bundles/
+    Fhir(ExportFhirArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["patient", "all"])))]
+pub struct ExportFhirArgs {
+    /// The patient's Health ID (repeatable)
+    #[arg(long, value_name = "HEALTH_ID")]
+    pub patient: Vec<String>,
+
+    /// Every patient in the store
+    #[arg(long)]
+    pub all: bool,
+
+    /// Output: a file for one patient (`-` for stdout), else a directory (one <HEALTH_ID>.json each)
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -860,6 +889,35 @@ pub enum IngestCommand {
     /// reported and skipped; the rest of the batch goes on. Ends with a report: ingested,
     /// duplicate, skipped and failed files with the reason for each (--json for all of it).
     Images(IngestImagesArgs),
+
+    /// Import FHIR R4 bundles (JSON): patients and their conditions, observations,
+    /// immunizations, allergies, medications, procedures and imaging studies
+    ///
+    /// Also reachable as `carelens import fhir`. Codes are mapped to carelens's own (SNOMED CT
+    /// conditions to ICD-10, RxNorm drugs to ATC; LOINC and CVX kept) by the documented tables
+    /// in crates/carelens-records/maps, and the source coding is stored beside them, so an
+    /// export gives it back. Consent categories follow the mapped code (F-coded diagnoses and
+    /// psychiatric drugs are mental health). Resources carelens does not keep (Encounter,
+    /// Claim, …) are counted, not imported; a broken resource is reported by file, bundle
+    /// entry and field, and the rest of the bundle goes on. Re-importing changes nothing.
+    ///
+    /// Example: carelens import fhir ../shared/synthea/fhir/
+    Fhir(IngestFhirArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestFhirArgs {
+    /// Bundle files (.json) or folders (walked recursively for .json files)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Also write the full report (every file, count and problem) as JSON here
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Exit with an error when any file failed or any resource had a problem
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -65,11 +65,16 @@ fn sorted(mut v: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
 /// carelens does not import; none is a problem.
 fn check_accounted(summary: &ImportSummary, files: &[PathBuf]) {
     assert_eq!(summary.failed_files, 0, "{:?}", summary.outcomes.iter().find(|o| o.error.is_some()));
-    assert!(summary.total.problems.is_empty(), "problems: {:#?}", &summary.total.problems[..summary.total.problems.len().min(10)]);
+    assert!(
+        summary.total.problems.is_empty(),
+        "problems: {:#?}",
+        &summary.total.problems[..summary.total.problems.len().min(10)]
+    );
     let t = &summary.total;
     for (kind, n) in count_resources(files) {
         let skipped: u64 = t.skipped.iter().filter(|(k, _)| k.starts_with(&format!("{kind} ("))).map(|(_, v)| v).sum();
-        let got = t.imported.get(&kind).copied().unwrap_or(0) + t.not_imported.get(&kind).copied().unwrap_or(0) + skipped;
+        let got =
+            t.imported.get(&kind).copied().unwrap_or(0) + t.not_imported.get(&kind).copied().unwrap_or(0) + skipped;
         assert_eq!(got, n, "{kind}: {n} in the files, {got} accounted for");
     }
 }
@@ -94,7 +99,11 @@ async fn round_trip(first: &dyn Store, second: &dyn Store) -> (usize, usize) {
                 assert_eq!(a, b, "entry {} of patient {} changed on the round trip", a.id, p.id);
             }
             second
-                .apply(carelens_store::WriteBatch { patients: back.patients, history: back.entries, ..Default::default() })
+                .apply(carelens_store::WriteBatch {
+                    patients: back.patients,
+                    history: back.entries,
+                    ..Default::default()
+                })
                 .await
                 .unwrap();
             let re = fhir::export_patient(second, &p.id, &actor()).await.unwrap().unwrap();
@@ -137,7 +146,7 @@ async fn every_synthea_bundle_imports_and_round_trips_on_the_embedded_store() {
     let Some((_dir, files)) = synthea() else { return };
     assert!(files.len() >= 300, "expected the 310 Synthea bundles, found {}", files.len());
     let tmp = tempfile::tempdir().unwrap();
-    let first: Arc<dyn Store> = Arc::new(SqliteStore::open(&tmp.path().join("a.sqlite")).unwrap());
+    let first: Arc<dyn Store> = Arc::new(SqliteStore::open(tmp.path().join("a.sqlite")).unwrap());
     let t0 = std::time::Instant::now();
     let summary = fhir::import_files(first.as_ref(), &files, &actor(), |_| {}).await;
     eprintln!("imported {} bundles in {:.1} s", files.len(), t0.elapsed().as_secs_f64());
@@ -153,7 +162,7 @@ async fn every_synthea_bundle_imports_and_round_trips_on_the_embedded_store() {
     let after = first.counts().await.unwrap();
     assert_eq!((before.patients, before.history_entries), (after.patients, after.history_entries));
 
-    let second: Arc<dyn Store> = Arc::new(SqliteStore::open(&tmp.path().join("b.sqlite")).unwrap());
+    let second: Arc<dyn Store> = Arc::new(SqliteStore::open(tmp.path().join("b.sqlite")).unwrap());
     let t0 = std::time::Instant::now();
     let (n, entries) = round_trip(first.as_ref(), second.as_ref()).await;
     eprintln!("round trip: {n} patients, {entries} entries identical ({:.1} s)", t0.elapsed().as_secs_f64());
@@ -221,7 +230,8 @@ fn broken_bundles_are_reported_precisely_and_the_rest_imports() {
     );
     assert_eq!(got.report.not_imported["Encounter"], 1);
     assert_eq!(got.entries.len(), 2, "the good condition and the unmapped one");
-    let unmapped = got.entries.iter().find(|e| e.source_coding.as_ref().is_some_and(|c| c.code == "999999999")).unwrap();
+    let unmapped =
+        got.entries.iter().find(|e| e.source_coding.as_ref().is_some_and(|c| c.code == "999999999")).unwrap();
     assert_eq!(unmapped.code(), Some("R69"), "unmapped SNOMED CT is stored as R69 with its coding kept");
 
     for (bytes, expected) in [
@@ -242,11 +252,15 @@ async fn a_bad_file_is_reported_and_the_others_import() {
     std::fs::write(&truncated, &bundle(json!([patient()]))[..40]).unwrap();
     let huge = tmp.path().join("huge.json");
     std::fs::File::create(&huge).unwrap().set_len(fhir::MAX_BUNDLE_BYTES + 1).unwrap();
-    let store = SqliteStore::open(&tmp.path().join("s.sqlite")).unwrap();
+    let store = SqliteStore::open(tmp.path().join("s.sqlite")).unwrap();
     let files = vec![truncated.clone(), huge.clone(), good];
     let summary = fhir::import_files(&store, &files, &actor(), |_| {}).await;
     assert_eq!((summary.files, summary.failed_files), (3, 2));
-    assert!(summary.outcomes[0].error.as_deref().unwrap().starts_with("not JSON at line 1, column 40"), "{:?}", summary.outcomes[0]);
+    assert!(
+        summary.outcomes[0].error.as_deref().unwrap().starts_with("not JSON at line 1, column 40"),
+        "{:?}",
+        summary.outcomes[0]
+    );
     assert!(summary.outcomes[1].error.as_deref().unwrap().contains("limit"), "{:?}", summary.outcomes[1]);
     assert_eq!(store.counts().await.unwrap().patients, 1);
 }

@@ -7,6 +7,7 @@ mod backend;
 mod demo;
 mod evaluate;
 mod export;
+mod fhir;
 mod generate;
 mod image_data;
 mod images;
@@ -48,6 +49,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Patients(args) => stats::patients(&ctx, &args),
         Command::Migrate(args) => migrate::run(&ctx, &args),
         Command::Ingest(IngestCommand::Images(args)) => ingest::run(&ctx, &args),
+        Command::Ingest(IngestCommand::Fhir(args)) => fhir::import(&ctx, &args),
+        Command::Export(ExportCommand::Fhir(args)) => fhir::export(&ctx, &args),
         Command::Export(ExportCommand::Images(args)) => export::run(&ctx, &args),
         Command::Export(ExportCommand::Features(args)) => export::features(&ctx, &args),
         Command::Export(ExportCommand::Feedback(args)) => export::feedback(&ctx, &args),

@@ -16,8 +16,8 @@ use carelens_domain::{
 
 use super::maps::{self, ATC, CVX, DICOM_DCM, ICD10, LOINC, OPS, UCUM};
 use super::{
-    BODY_PART_EXT, CATEGORY_EXT, ENTRY_ID_SYSTEM, HEALTH_ID_SYSTEM, INSURANCE_EXT, PROCEDURE_KIND_SYSTEM, SEVERITY_EXT, SOURCE_EXT,
-    THERAPY_DURATION_EXT, THERAPY_SYSTEM,
+    BODY_PART_EXT, CATEGORY_EXT, ENTRY_ID_SYSTEM, HEALTH_ID_SYSTEM, INSURANCE_EXT, PROCEDURE_KIND_SYSTEM, SEVERITY_EXT,
+    SOURCE_EXT, THERAPY_DURATION_EXT, THERAPY_SYSTEM,
 };
 
 const PROVIDER_SYSTEM: &str = "https://carelens.dev/fhir/sid/provider-id";
@@ -206,25 +206,31 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
                 ClinicalStatus::Active => "active",
                 ClinicalStatus::Resolved => "resolved",
             };
-            set(&mut r, json!({
-                "clinicalStatus": { "coding": [coding("http://terminology.hl7.org/CodeSystem/condition-clinical", status, None)] },
-                "verificationStatus": { "coding": [coding("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", None)] },
-                "code": concept(Some(coding(ICD10, d.code.as_str(), None)), src, &d.display),
-                "subject": subject,
-                "onsetDateTime": date,
-            }));
+            set(
+                &mut r,
+                json!({
+                    "clinicalStatus": { "coding": [coding("http://terminology.hl7.org/CodeSystem/condition-clinical", status, None)] },
+                    "verificationStatus": { "coding": [coding("http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed", None)] },
+                    "code": concept(Some(coding(ICD10, d.code.as_str(), None)), src, &d.display),
+                    "subject": subject,
+                    "onsetDateTime": date,
+                }),
+            );
             r
         }
         HistoryKind::Observation(o) => {
             let mut r = base("Observation", e, vec![]);
             let quantity = |v: f64| json!({ "value": v, "unit": o.unit, "system": UCUM, "code": o.unit });
-            set(&mut r, json!({
-                "status": "final",
-                "code": concept(Some(coding(LOINC, o.code.as_str(), None)), src, &o.display),
-                "subject": subject,
-                "effectiveDateTime": date,
-                "valueQuantity": quantity(o.value),
-            }));
+            set(
+                &mut r,
+                json!({
+                    "status": "final",
+                    "code": concept(Some(coding(LOINC, o.code.as_str(), None)), src, &o.display),
+                    "subject": subject,
+                    "effectiveDateTime": date,
+                    "valueQuantity": quantity(o.value),
+                }),
+            );
             if let Some(range) = o.reference_range {
                 r["referenceRange"] = json!([{ "low": quantity(range.low), "high": quantity(range.high) }]);
             }
@@ -236,13 +242,16 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
                 VaccineCode::Cvx(c) => coding(CVX, c.as_str(), None),
                 VaccineCode::Atc(c) => coding(ATC, c.as_str(), None),
             };
-            set(&mut r, json!({
-                "status": "completed",
-                "vaccineCode": concept(Some(own), src, &v.display),
-                "patient": subject,
-                "occurrenceDateTime": date,
-                "protocolApplied": [{ "doseNumberPositiveInt": v.dose_number }],
-            }));
+            set(
+                &mut r,
+                json!({
+                    "status": "completed",
+                    "vaccineCode": concept(Some(own), src, &v.display),
+                    "patient": subject,
+                    "occurrenceDateTime": date,
+                    "protocolApplied": [{ "doseNumberPositiveInt": v.dose_number }],
+                }),
+            );
             r
         }
         HistoryKind::Allergy(a) => {
@@ -253,13 +262,16 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
             };
             let mut r = base("AllergyIntolerance", e, vec![json!({ "url": SEVERITY_EXT, "valueCode": sev })]);
             let own = a.substance_code.as_ref().map(|c| coding(ATC, c.as_str(), None));
-            set(&mut r, json!({
-                "clinicalStatus": { "coding": [coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "active", None)] },
-                "criticality": if a.severity == AllergySeverity::Severe { "high" } else { "low" },
-                "code": concept(own, src, &a.substance),
-                "patient": subject,
-                "recordedDate": date,
-            }));
+            set(
+                &mut r,
+                json!({
+                    "clinicalStatus": { "coding": [coding("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "active", None)] },
+                    "criticality": if a.severity == AllergySeverity::Severe { "high" } else { "low" },
+                    "code": concept(own, src, &a.substance),
+                    "patient": subject,
+                    "recordedDate": date,
+                }),
+            );
             if !a.reaction.trim().is_empty() {
                 r["reaction"] = json!([{ "manifestation": [{ "text": a.reaction }], "severity": sev }]);
             }
@@ -274,31 +286,39 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
                 ProcedureKind::MajorEvent => "major_event",
             };
             let own = p.ops_code.as_deref().map(|c| coding(OPS, c, None));
-            set(&mut r, json!({
-                "status": "completed",
-                "category": { "coding": [coding(PROCEDURE_KIND_SYSTEM, kind, None)] },
-                "code": concept(own, src, &p.display),
-                "subject": subject,
-                "performedDateTime": date,
-            }));
+            set(
+                &mut r,
+                json!({
+                    "status": "completed",
+                    "category": { "coding": [coding(PROCEDURE_KIND_SYSTEM, kind, None)] },
+                    "code": concept(own, src, &p.display),
+                    "subject": subject,
+                    "performedDateTime": date,
+                }),
+            );
             r
         }
         HistoryKind::TherapySession(t) => {
             let minutes = json!({ "url": THERAPY_DURATION_EXT, "valueInteger": t.duration_minutes });
             let mut r = base("Procedure", e, vec![minutes]);
             let (code, text) = match t.modality {
-                TherapyModality::CognitiveBehavioural => ("cognitive_behavioural", "Cognitive behavioural therapy session"),
+                TherapyModality::CognitiveBehavioural => {
+                    ("cognitive_behavioural", "Cognitive behavioural therapy session")
+                }
                 TherapyModality::Psychodynamic => ("psychodynamic", "Psychodynamic therapy session"),
                 TherapyModality::Systemic => ("systemic", "Systemic therapy session"),
                 TherapyModality::Group => ("group", "Group therapy session"),
                 TherapyModality::Other => ("other", "Psychotherapy session"),
             };
-            set(&mut r, json!({
-                "status": "completed",
-                "code": concept(Some(coding(THERAPY_SYSTEM, code, None)), None, text),
-                "subject": subject,
-                "performedDateTime": date,
-            }));
+            set(
+                &mut r,
+                json!({
+                    "status": "completed",
+                    "code": concept(Some(coding(THERAPY_SYSTEM, code, None)), None, text),
+                    "subject": subject,
+                    "performedDateTime": date,
+                }),
+            );
             r
         }
         HistoryKind::Medication(m) | HistoryKind::PsychiatricMedication(m) => {
@@ -307,17 +327,20 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
             if let Some(end) = m.end {
                 period["end"] = json!(end.to_string());
             }
-            set(&mut r, json!({
-                "status": if m.end.is_some() { "completed" } else { "active" },
-                "medicationCodeableConcept": concept(Some(coding(ATC, m.code.as_str(), None)), src, &m.display),
-                "subject": subject,
-                "effectivePeriod": period,
-                "dateAsserted": date,
-                "dosage": [{
-                    "text": m.dose.frequency,
-                    "doseAndRate": [{ "doseQuantity": { "value": m.dose.amount, "unit": m.dose.unit } }],
-                }],
-            }));
+            set(
+                &mut r,
+                json!({
+                    "status": if m.end.is_some() { "completed" } else { "active" },
+                    "medicationCodeableConcept": concept(Some(coding(ATC, m.code.as_str(), None)), src, &m.display),
+                    "subject": subject,
+                    "effectivePeriod": period,
+                    "dateAsserted": date,
+                    "dosage": [{
+                        "text": m.dose.frequency,
+                        "doseAndRate": [{ "doseQuantity": { "value": m.dose.amount, "unit": m.dose.unit } }],
+                    }],
+                }),
+            );
             r
         }
         HistoryKind::ImagingStudy(s) => {
@@ -329,13 +352,16 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
                 Modality::Ct => "CT",
                 Modality::Other => "OT",
             };
-            set(&mut r, json!({
-                "status": "available",
-                "modality": [coding(DICOM_DCM, modality, None)],
-                "subject": subject,
-                "started": date,
-                "description": s.description,
-            }));
+            set(
+                &mut r,
+                json!({
+                    "status": "available",
+                    "modality": [coding(DICOM_DCM, modality, None)],
+                    "subject": subject,
+                    "started": date,
+                    "description": s.description,
+                }),
+            );
             if let Some(uid) = &s.study_uid
                 && let Some(ids) = r["identifier"].as_array_mut()
             {
@@ -443,7 +469,11 @@ fn consent(c: &ConsentGrant, uuid: &str, subject: &Value) -> Value {
     });
     if c.emergency_reason.is_some() {
         // The reason is the doctor's free text; the export says that there was one, not what.
-        r["provision"]["purpose"] = json!([coding("http://terminology.hl7.org/CodeSystem/v3-ActReason", "ETREAT", Some("Emergency Treatment"))]);
+        r["provision"]["purpose"] = json!([coding(
+            "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+            "ETREAT",
+            Some("Emergency Treatment")
+        )]);
     }
     r
 }

@@ -108,8 +108,11 @@ fn fail(field: &str, message: impl Into<String>) -> Fail {
 
 /// Parses one FHIR R4 `Bundle` (JSON).
 pub fn parse_bundle(bytes: &[u8]) -> Result<ImportedBundle, FhirError> {
-    let bundle: Value = serde_json::from_slice(bytes)
-        .map_err(|e| FhirError::Json { line: e.line(), column: e.column(), message: e.to_string() })?;
+    let bundle: Value = serde_json::from_slice(bytes).map_err(|e| FhirError::Json {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
     let kind = bundle.get("resourceType").and_then(Value::as_str).unwrap_or("");
     if kind != "Bundle" {
         return Err(FhirError::NotABundle { found: kind.to_owned() });
@@ -305,8 +308,7 @@ fn patient(r: &Value) -> Result<Patient, Fail> {
         }
         None => Insurance { kind: InsuranceKind::Statutory, insurer_id: UNKNOWN_INSURER.into() },
     };
-    Patient::new(id, PersonName { given, family }, birth_date, sex, residence, insurance)
-        .map_err(domain)
+    Patient::new(id, PersonName { given, family }, birth_date, sex, residence, insurance).map_err(domain)
 }
 
 /// A domain validation failure as (field, reason).
@@ -350,7 +352,8 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
 }
 
 fn clinical_date(r: &Value) -> Result<NaiveDate, Fail> {
-    let text = date_text(r).ok_or_else(|| fail("effective[x]", "no date (effective, onset, occurrence, performed …)"))?;
+    let text =
+        date_text(r).ok_or_else(|| fail("effective[x]", "no date (effective, onset, occurrence, performed …)"))?;
     parse_date(text).ok_or_else(|| fail("effective[x]", "expected a date YYYY-MM-DD…"))
 }
 
@@ -428,8 +431,7 @@ fn entry(
     coding: Option<Coding>,
 ) -> Result<HistoryEntry, Fail> {
     let id = entry_id(r, patient, kind_name, part)?;
-    let e = HistoryEntry::new(id, patient.clone(), date, source(r, kind_name), kind)
-        .map_err(domain)?;
+    let e = HistoryEntry::new(id, patient.clone(), date, source(r, kind_name), kind).map_err(domain)?;
     Ok(match coding {
         Some(c) => e.with_source_coding(c),
         None => e,
@@ -476,13 +478,13 @@ fn condition(r: &Value, patient: &HealthId) -> Result<Made, Fail> {
         }
     };
     let display = concept_text(concept, &codes).ok_or_else(|| fail("code.text", "no text or display"))?;
-    let resolved = matches!(
-        str_at(r, &["clinicalStatus", "coding", "0", "code"]),
-        Some("inactive" | "remission" | "resolved")
-    ) || r.get("abatementDateTime").is_some();
+    let resolved =
+        matches!(str_at(r, &["clinicalStatus", "coding", "0", "code"]), Some("inactive" | "remission" | "resolved"))
+            || r.get("abatementDateTime").is_some();
     let status = if resolved { ClinicalStatus::Resolved } else { ClinicalStatus::Active };
     let date = clinical_date(r)?;
-    let e = entry(r, "Condition", "", patient, date, HistoryKind::Diagnosis(Diagnosis { code, display, status }), coding)?;
+    let e =
+        entry(r, "Condition", "", patient, date, HistoryKind::Diagnosis(Diagnosis { code, display, status }), coding)?;
     Ok(Made::Entries(vec![e]))
 }
 
@@ -521,7 +523,8 @@ fn observation(r: &Value, patient: &HealthId) -> Result<Made, Fail> {
         let concept = holder.get("code");
         let codes = codings(concept);
         let loinc = codes.iter().find(|c| c.system == LOINC).ok_or_else(|| fail(&field, "needs a LOINC coding"))?;
-        let code: LoincCode = loinc.code.parse().map_err(|e: carelens_domain::DomainError| fail(&field, e.to_string()))?;
+        let code: LoincCode =
+            loinc.code.parse().map_err(|e: carelens_domain::DomainError| fail(&field, e.to_string()))?;
         let value = q
             .get("value")
             .and_then(Value::as_f64)
@@ -529,9 +532,13 @@ fn observation(r: &Value, patient: &HealthId) -> Result<Made, Fail> {
         let given = q.get("unit").or_else(|| q.get("code")).and_then(Value::as_str);
         let unit = catalogue_unit(&code, given).or_else(|| given.map(str::to_owned)).unwrap_or_else(|| "1".into());
         let range = holder.get("referenceRange").and_then(|rr| rr.get(0)).and_then(|rr| {
-            Some(ReferenceRange { low: rr.get("low")?.get("value")?.as_f64()?, high: rr.get("high")?.get("value")?.as_f64()? })
+            Some(ReferenceRange {
+                low: rr.get("low")?.get("value")?.as_f64()?,
+                high: rr.get("high")?.get("value")?.as_f64()?,
+            })
         });
-        let reference_range = range.or_else(|| lab_def(&code).map(|d| ReferenceRange { low: d.ref_low, high: d.ref_high }));
+        let reference_range =
+            range.or_else(|| lab_def(&code).map(|d| ReferenceRange { low: d.ref_low, high: d.ref_high }));
         let display = concept_text(concept, &codes).unwrap_or_else(|| code.as_str().to_owned());
         let coding = foreign(&codes, &[LOINC]);
         let o = Observation { code, display, value, unit, reference_range };
@@ -566,7 +573,15 @@ fn immunization(r: &Value, patient: &HealthId, doses: &mut HashMap<(HealthId, St
     let display = concept_text(concept, &codes).unwrap_or_else(|| "vaccine".into());
     let coding = foreign(&codes, &[CVX, ATC]);
     let date = clinical_date(r)?;
-    let e = entry(r, "Immunization", "", patient, date, HistoryKind::Vaccination(Vaccination { vaccine, display, dose_number }), coding)?;
+    let e = entry(
+        r,
+        "Immunization",
+        "",
+        patient,
+        date,
+        HistoryKind::Vaccination(Vaccination { vaccine, display, dose_number }),
+        coding,
+    )?;
     Ok(Made::Entries(vec![e]))
 }
 
@@ -640,7 +655,10 @@ fn medication(r: &Value, kind: &str, patient: &HealthId) -> Result<Made, Fail> {
     };
     let codes = codings(Some(concept));
     let (code, coding) = match codes.iter().find(|c| c.system == ATC) {
-        Some(c) => (c.code.parse::<AtcCode>().map_err(|e| fail("medicationCodeableConcept", e.to_string()))?, foreign(&codes, &[ATC])),
+        Some(c) => (
+            c.code.parse::<AtcCode>().map_err(|e| fail("medicationCodeableConcept", e.to_string()))?,
+            foreign(&codes, &[ATC]),
+        ),
         None => {
             let rx = codes
                 .iter()
@@ -695,7 +713,15 @@ fn procedure(r: &Value, patient: &HealthId) -> Result<Made, Fail> {
             .and_then(|e| e.get("valueInteger")?.as_u64())
             .ok_or_else(|| fail("extension", "a therapy session needs its duration in minutes"))?;
         let s = TherapySession { modality, duration_minutes: minutes.min(u64::from(u16::MAX)) as u16 };
-        return Ok(Made::Entries(vec![entry(r, "Procedure", "", patient, date, HistoryKind::TherapySession(s), None)?]));
+        return Ok(Made::Entries(vec![entry(
+            r,
+            "Procedure",
+            "",
+            patient,
+            date,
+            HistoryKind::TherapySession(s),
+            None,
+        )?]));
     }
     let display = concept_text(concept, &codes).ok_or_else(|| fail("code", "no text or display"))?;
     let ops_code = codes.iter().find(|c| c.system == OPS).map(|c| c.code.clone());
@@ -714,23 +740,22 @@ fn procedure(r: &Value, patient: &HealthId) -> Result<Made, Fail> {
 }
 
 fn imaging(r: &Value, patient: &HealthId) -> Result<Made, Fail> {
-    let uid = r
-        .get("identifier")
-        .and_then(Value::as_array)
-        .and_then(|ids| {
-            ids.iter().find_map(|i| {
-                let v = i.get("value")?.as_str()?;
-                let v = v.strip_prefix("urn:oid:").unwrap_or(v);
-                is_dicom_uid(v).then(|| v.to_owned())
-            })
-        });
+    let uid = r.get("identifier").and_then(Value::as_array).and_then(|ids| {
+        ids.iter().find_map(|i| {
+            let v = i.get("value")?.as_str()?;
+            let v = v.strip_prefix("urn:oid:").unwrap_or(v);
+            is_dicom_uid(v).then(|| v.to_owned())
+        })
+    });
     let series = r.get("series").and_then(|s| s.get(0));
     let modality_code = str_at(r, &["modality", "0", "code"])
         .or_else(|| series.and_then(|s| str_at(s, &["modality", "code"])))
         .unwrap_or("OT");
     let body_part = match extension(r, BODY_PART_EXT).and_then(|e| e.get("valueCode")?.as_str()) {
         Some(code) => body_part_named(code),
-        None => series.and_then(|s| str_at(s, &["bodySite", "code"])).map_or(BodyPart::Other, maps::body_part_for_snomed),
+        None => {
+            series.and_then(|s| str_at(s, &["bodySite", "code"])).map_or(BodyPart::Other, maps::body_part_for_snomed)
+        }
     };
     let description = str_at(r, &["description"])
         .or_else(|| str_at(r, &["procedureCode", "0", "text"]))

@@ -71,8 +71,23 @@ pub fn procedure_kind(display: &str) -> ProcedureKind {
         return ProcedureKind::Childbirth;
     }
     let surgery = [
-        "ectomy", "otomy", "ostomy", "plasty", "bypass", "replacement", "transplant", "excision", "resection",
-        "ligation", "suture", "extraction", "surgical", "ablation", "thrombectomy", "implant", "termination of pregnancy",
+        "ectomy",
+        "otomy",
+        "ostomy",
+        "plasty",
+        "bypass",
+        "replacement",
+        "transplant",
+        "excision",
+        "resection",
+        "ligation",
+        "suture",
+        "extraction",
+        "surgical",
+        "ablation",
+        "thrombectomy",
+        "implant",
+        "termination of pregnancy",
     ];
     if surgery.iter().any(|k| d.contains(k)) && !d.contains("care") && !d.contains("counseling") {
         return ProcedureKind::Surgery;
