@@ -51,6 +51,7 @@ fn real_main() -> Result<()> {
             // For running tests by hand: `export $(cargo xtask fixtures)`.
             println!("CARELENS_PYDICOM_DIR={}", servers::pydicom_files(&root)?.display());
             println!("CARELENS_WDBC_CSV={}", servers::wdbc_csv()?.display());
+            println!("CARELENS_FHIR_SCHEMA={}", servers::fhir_schema()?.display());
             let installed = servers::install()?;
             println!("CARELENS_MONGOD_BIN={}", installed.mongod.display());
             println!("CARELENS_S3S_FS_BIN={}", installed.s3s_fs.display());
@@ -144,6 +145,9 @@ fn test(root: &Path) -> Result<()> {
     cmd.env("CARELENS_SPARK_PYTHON", venv_python("spark-venv", &["pyspark==4.3.0"])?);
     // A real SMTP server (aiosmtpd) receives booking reminders; icalendar checks their .ics.
     cmd.env("CARELENS_MAIL_PYTHON", venv_python("mail-venv", &["aiosmtpd==1.4.6", "icalendar==6.3.2"])?);
+    // Exported FHIR bundles are checked against the official R4 JSON schema with jsonschema.
+    cmd.env("CARELENS_FHIR_SCHEMA", servers::fhir_schema()?);
+    cmd.env("CARELENS_FHIR_PYTHON", venv_python("fhir-venv", &["jsonschema==4.23.0"])?);
     if std::env::var_os("CARELENS_SHARED_DATASETS").is_none() {
         let shared = root.join("../shared/datasets");
         if shared.is_dir() {

