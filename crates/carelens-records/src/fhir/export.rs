@@ -336,11 +336,13 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
                     "effectivePeriod": period,
                     "dateAsserted": date,
                     "dosage": [{
-                        "text": m.dose.frequency,
                         "doseAndRate": [{ "doseQuantity": { "value": m.dose.amount, "unit": m.dose.unit } }],
                     }],
                 }),
             );
+            if !m.dose.frequency.trim().is_empty() {
+                r["dosage"][0]["text"] = json!(m.dose.frequency);
+            }
             r
         }
         HistoryKind::ImagingStudy(s) => {
@@ -375,9 +377,11 @@ fn history(e: &HistoryEntry, subject: &Value) -> (String, Value) {
                         continue;
                     }
                     let n = s.instances.iter().filter(|j| j.series_uid == i.series_uid).count();
+                    let series_modality =
+                        if i.source_modality.trim().is_empty() { modality } else { i.source_modality.as_str() };
                     let mut one = json!({
                         "uid": i.series_uid,
-                        "modality": coding(DICOM_DCM, &i.source_modality, None),
+                        "modality": coding(DICOM_DCM, series_modality, None),
                         "numberOfInstances": n,
                     });
                     if let Some((code, display)) = maps::snomed_for_body_part(s.body_part) {
