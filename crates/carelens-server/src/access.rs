@@ -27,6 +27,8 @@ pub enum Purpose {
     ReadHistory,
     /// Confirming or rejecting a suggested diagnosis.
     GiveFeedback,
+    /// The record as a FHIR bundle (what the caller may see of it).
+    ExportRecord,
 }
 
 impl Purpose {
@@ -34,6 +36,7 @@ impl Purpose {
         match self {
             Purpose::ReadPredictions | Purpose::ReadHistory => AuditAction::Read,
             Purpose::GiveFeedback => AuditAction::Create,
+            Purpose::ExportRecord => AuditAction::Export,
         }
     }
 
@@ -41,7 +44,7 @@ impl Purpose {
     /// needs any (it then shows only those), predictions and feedback need diagnoses.
     fn permits(self, categories: &[Category]) -> bool {
         match self {
-            Purpose::ReadHistory => !categories.is_empty(),
+            Purpose::ReadHistory | Purpose::ExportRecord => !categories.is_empty(),
             Purpose::ReadPredictions | Purpose::GiveFeedback => categories.contains(&Category::Diagnosis),
         }
     }
@@ -49,7 +52,7 @@ impl Purpose {
     fn roles(self) -> &'static [Role] {
         match self {
             Purpose::ReadPredictions | Purpose::GiveFeedback => &[Role::Doctor],
-            Purpose::ReadHistory => &[Role::Doctor, Role::Patient],
+            Purpose::ReadHistory | Purpose::ExportRecord => &[Role::Doctor, Role::Patient],
         }
     }
 }
@@ -153,7 +156,7 @@ pub async fn check_patient_access(
                 "a {} may not read individual patients' {}",
                 claims.role.as_str(),
                 match purpose {
-                    Purpose::ReadHistory => "histories",
+                    Purpose::ReadHistory | Purpose::ExportRecord => "histories",
                     _ => "predictions",
                 }
             ),

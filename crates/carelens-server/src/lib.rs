@@ -17,6 +17,7 @@ mod error;
 mod extract;
 mod jobs;
 pub mod kpis;
+pub mod record;
 mod routes;
 pub mod schedule;
 mod state;
@@ -86,6 +87,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::get_predictions))
         .routes(routes!(routes::get_evidence))
         .routes(routes!(routes::get_history))
+        .routes(routes!(record::get_fhir_record))
         .routes(routes!(routes::post_feedback))
         .routes(routes!(routes::list_models))
         .routes(routes!(routes::get_model))

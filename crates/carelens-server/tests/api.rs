@@ -579,6 +579,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/models/{name}",
             "GET /api/v1/patients",
             "GET /api/v1/patients/{id}/evidence/{digest}",
+            "GET /api/v1/patients/{id}/fhir",
             "GET /api/v1/patients/{id}/history",
             "GET /api/v1/patients/{id}/predictions",
             "GET /api/v1/prediction-runs",
@@ -1120,6 +1121,40 @@ async fn authorisation_matrix(app: App) {
         check(token.clone(), pred(in_care()), false, "forbidden_role").await;
     }
 
+    // The FHIR export goes through the same check and holds only what the caller may see.
+    let fhir = |p: HealthId| format!("/api/v1/patients/{p}/fhir");
+    let kinds = |token: String, p: HealthId| {
+        let app = &app;
+        async move {
+            let b = app.get(&fhir(p), &token).await.json();
+            assert_eq!(b["resourceType"], "Bundle");
+            b["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["resource"]["resourceType"].as_str().unwrap().to_owned())
+                .collect::<std::collections::BTreeSet<String>>()
+        }
+    };
+    check(mine.clone(), fhir(in_care()), true, "").await;
+    check(mine.clone(), fhir(consented()), true, "").await;
+    let seen = kinds(mine.clone(), consented()).await;
+    assert!(
+        seen.iter().all(|k| ["Patient", "Condition", "RiskAssessment"].contains(&k.as_str())),
+        "diagnosis only: {seen:?}"
+    );
+    check(mine.clone(), fhir(not_in_care()), false, "not_in_care").await;
+    check(other.clone(), fhir(in_care()), false, "not_in_care").await;
+    check(pat3.clone(), fhir(consented()), true, "").await; // own record, with its consents and access log
+    let own = kinds(pat3.clone(), consented()).await;
+    assert!(own.contains("Consent") && own.contains("AuditEvent") && !own.contains("RiskAssessment"), "{own:?}");
+    check(pat3.clone(), fhir(in_care()), false, "not_in_care").await;
+    for token in [&admin, &analyst, &ml] {
+        check(token.clone(), fhir(in_care()), false, "forbidden_role").await;
+    }
+    let exports = app.store.audit_for_patient(&consented(), 1000).await.unwrap();
+    assert!(exports.iter().any(|e| e.action == carelens_domain::AuditAction::Export && e.resource == "record/fhir"));
+
     // Evidence and feedback go through the same check.
     let evidence = format!("/api/v1/patients/{}/evidence/{}", in_care(), app.heatmap_digest);
     let r = app.get(&evidence, &mine).await;
@@ -1206,6 +1241,12 @@ async fn authorisation_matrix(app: App) {
     let cg = cg.json();
     assert_eq!(cg["caregiver"], "pat.four");
     check(pat4.clone(), hist(consented()), true, "").await;
+    check(pat4.clone(), fhir(consented()), true, "").await;
+    let shared = kinds(pat4.clone(), consented()).await;
+    assert!(
+        shared.iter().all(|k| ["Patient", "MedicationStatement", "AllergyIntolerance"].contains(&k.as_str())),
+        "medication and allergy only: {shared:?}"
+    );
     let tl = app.get(&hist(consented()), &pat4).await.json();
     let hidden = tl["hidden_categories"].as_array().unwrap();
     assert!(hidden.iter().any(|c| c == "diagnosis") && hidden.iter().any(|c| c == "mental_health"), "{tl}");
@@ -1222,6 +1263,7 @@ async fn authorisation_matrix(app: App) {
     let cid = cg["id"].as_str().unwrap();
     assert_eq!(post(pat3.clone(), format!("/api/v1/me/consents/{cid}/revoke"), None).await.status, StatusCode::OK);
     check(pat4.clone(), hist(consented()), false, "not_in_care").await;
+    check(pat4.clone(), fhir(consented()), false, "not_in_care").await;
 
     // Break-the-glass: a reason is required; then 4 hours of access, audited as such.
     let emergency = format!("/api/v1/patients/{}/emergency-access", no_set());
@@ -1235,9 +1277,10 @@ async fn authorisation_matrix(app: App) {
     let e = post(other.clone(), emergency, Some(json!({"reason": "unconscious in the emergency room"}))).await;
     assert_eq!(e.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&e.bytes));
     check(other.clone(), hist(no_set()), true, "").await;
+    check(other.clone(), fhir(no_set()), true, "").await;
     let log = app.get("/api/v1/me/access-log", &pat4).await.json();
     let glass: Vec<&Value> = log.as_array().unwrap().iter().filter(|e| e["action"] == "break_glass").collect();
-    assert_eq!(glass.len(), 2, "taking it and the read under it: {log}");
+    assert_eq!(glass.len(), 3, "taking it, and the history read and the export under it: {log}");
     assert!(glass.iter().any(|e| e["reason"] == "unconscious in the emergency room"), "{log}");
     let mine_too = app.get("/api/v1/me/consents", &pat4).await.json();
     assert_eq!(mine_too[0]["emergency_reason"], "unconscious in the emergency room");
