@@ -333,6 +333,8 @@ function initBooking() {
 async function loadBooking() {
   show("booking-view");
   initBooking();
+  const dl = $("#download-record");
+  if (!dl.dataset.bound) { dl.dataset.bound = "1"; dl.addEventListener("click", downloadRecord); }
   await Promise.all([searchProviders(), loadMyAppointments(), loadConsents(), loadAccessLog()]);
 }
 
@@ -356,6 +358,26 @@ async function loadConsents() {
     }) : [el("tr", {}, el("td", { colSpan: 5, class: "muted" }, "None: only the practices treating you see your record."))]));
   } catch (e) {
     tbody.replaceChildren(el("tr", {}, el("td", { colSpan: 5, class: "error" }, e.message)));
+  }
+}
+
+async function downloadRecord() {
+  const status = $("#download-status");
+  status.textContent = "";
+  try {
+    const me = session.user && session.user.patient;
+    if (!me) throw new Error("This account is not linked to a patient record.");
+    const blob = await (await api(`/api/v1/patients/${me}/fhir`)).blob();
+    const url = URL.createObjectURL(blob);
+    const a = el("a", { href: url, download: "my-record.fhir.json" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    status.textContent = `Downloaded (${Math.round(blob.size / 1024)} KB).`;
+    await loadAccessLog();
+  } catch (e) {
+    status.textContent = e.message;
   }
 }
 
