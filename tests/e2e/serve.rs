@@ -545,6 +545,16 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
     );
     // The patient's access log lists who touched the record (the demo's prediction run, at least).
     browser.wait_for("the access log", "return document.querySelectorAll('#access-log tbody tr[data-seq]').length");
+    // The patient downloads the record as FHIR; the download lands in the access log at once.
+    browser.click("#download-record");
+    browser.wait_for(
+        "the record download",
+        "return document.querySelector('#download-status').textContent.startsWith('Downloaded')",
+    );
+    browser.wait_for(
+        "the export in the access log",
+        "return [...document.querySelectorAll('#access-log tbody tr')].some((r) => r.textContent.includes('export'))",
+    );
     browser.eval("document.querySelector('#bk-openings').scrollIntoView()");
     let shot = artifacts().join("booking-view.png");
     browser.screenshot(&shot);
