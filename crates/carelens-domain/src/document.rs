@@ -26,6 +26,27 @@ pub struct DocumentSignature {
     pub signature_hex: String,
 }
 
+/// A secret (a document's data key, a user's signing seed) encrypted with AES-256-GCM under a
+/// master key from the environment. Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// Which master key wrapped it (a fingerprint, not the key).
+    pub key_id: String,
+    pub nonce_hex: String,
+    pub ciphertext_hex: String,
+}
+
+/// How a document's stored bytes are encrypted: AES-256-GCM under a per-document data key,
+/// which is itself wrapped by the master key (envelope encryption). Rotating the master key
+/// re-wraps `data_key` and leaves the stored bytes alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentEncryption {
+    /// `AES-256-GCM`.
+    pub algorithm: String,
+    pub nonce_hex: String,
+    pub data_key: WrappedKey,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentRef {
     pub id: DocumentId,
@@ -41,6 +62,13 @@ pub struct DocumentRef {
     pub uploaded_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<DocumentSignature>,
+    /// Set when the stored object is ciphertext (then `object_key` addresses the ciphertext and
+    /// `sha256` still the plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<DocumentEncryption>,
+    /// A short title the uploader gave (`Blood count March 2026`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
 }
 
 impl Validate for DocumentRef {

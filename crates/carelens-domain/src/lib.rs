@@ -24,7 +24,7 @@ pub use audit::{Actor, ActorRole, AuditAction, AuditCheckpoint, AuditEntry, Audi
 pub use codes::{AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def};
 pub use condition::{Condition, GroundTruth};
 pub use consent::{ConsentGrant, EMERGENCY_HOURS, Grantee, MAX_EMERGENCY_REASON, MIN_EMERGENCY_REASON};
-pub use document::{DocumentKind, DocumentRef, DocumentSignature};
+pub use document::{DocumentEncryption, DocumentKind, DocumentRef, DocumentSignature, WrappedKey};
 pub use error::{DomainError, Result};
 pub use history::{
     Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Coding, Diagnosis, Dose, HistoryEntry, HistoryKind,
@@ -44,7 +44,7 @@ pub use provider::{
     Address, Appointment, AppointmentStatus, LanguageCode, Opening, PracticeClosure, Provenance, Provider,
     ProviderKind, RatingSummary, Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,
 };
-pub use user::{Feedback, MAX_COMMENT, Role, User, Verdict, valid_username};
+pub use user::{Feedback, MAX_COMMENT, Role, SigningKeyRecord, User, Verdict, valid_username};
 
 /// Checks the invariants of a value that spans several fields.
 pub trait Validate {

@@ -59,6 +59,21 @@ pub struct User {
     /// Where booking confirmations and reminders go (patients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Ed25519 keys this user signs documents with, oldest first (documents signed with an
+    /// older key still verify).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<SigningKeyRecord>,
+}
+
+/// One of a user's document-signing keys: the public half, and the private seed only when the
+/// server holds it, wrapped under the user's key-encryption key. A key the client holds has no
+/// seed here; the client sends detached signatures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub public_key_hex: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_seed: Option<crate::document::WrappedKey>,
 }
 
 impl fmt::Debug for User {
@@ -151,6 +166,7 @@ mod tests {
             created_at: Utc::now(),
             disabled: false,
             email: None,
+            signing_keys: vec![],
         }
     }
 

@@ -1,8 +1,10 @@
 //! Records and trust (issue #9): the audit log's verification — the hash chain plus
 //! Ed25519-signed checkpoints — behind `carelens audit verify | checkpoint | keygen`, and FHIR R4
-//! import/export (`fhir`).
+//! import/export (`fhir`), and signed, envelope-encrypted documents (`documents`, `keys`).
 
 pub mod audit;
+pub mod documents;
 pub mod fhir;
+pub mod keys;
 
 pub use audit::{AUDIT_KEY_ENV, AuditError, AuditKey, Finding, Verification};

@@ -606,6 +606,7 @@ pub async fn create_user(
         created_at: Utc::now(),
         disabled: false,
         email: req.email,
+        signing_keys: vec![],
     };
     user.validate().map_err(|e| ApiError::new(ErrorCode::InvalidInput, e.to_string()))?;
     match state.store.put_user(&user).await {

@@ -132,6 +132,7 @@ pub mod fixtures {
             created_at: time(2026, 1, 1, 8),
             disabled: false,
             email: None,
+            signing_keys: vec![],
         }
     }
 
@@ -755,6 +756,8 @@ async fn documents_round_trip(s: Arc<dyn Store>) {
         uploaded_by: "dr-1".into(),
         uploaded_at: time(2025, 1, 1, 0),
         signature: None,
+        encryption: None,
+        title: String::new(),
     };
     s.put_document(&doc).await.unwrap();
     assert_eq!(s.get_document(&doc.id).await.unwrap(), Some(doc.clone()));

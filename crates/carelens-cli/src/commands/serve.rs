@@ -210,6 +210,8 @@ fn save_user(
         created_at: existing.map_or_else(Utc::now, |u| u.created_at),
         disabled: false,
         email,
+        // A new password keeps the account's document-signing keys.
+        signing_keys: existing.map(|u| u.signing_keys.clone()).unwrap_or_default(),
     };
     ctx.runtime.block_on(ctx.store.put_user(&user)).with_context(|| format!("saving user {username:?}"))?;
     Ok(user)
