@@ -30,7 +30,9 @@ pub enum DocumentError {
     TooLarge { bytes: usize, limit: usize },
     #[error("the document is empty")]
     Empty,
-    #[error("content type `{0}` is not accepted; use one of application/pdf, image/png, image/jpeg, text/plain, text/csv")]
+    #[error(
+        "content type `{0}` is not accepted; use one of application/pdf, image/png, image/jpeg, text/plain, text/csv"
+    )]
     UnsupportedType(String),
     #[error("archives and compressed files are not accepted (found a {0} signature); upload the document itself")]
     Archive(&'static str),
@@ -166,15 +168,24 @@ async fn server_seed(store: &dyn Store, keyring: &Keyring, user: &mut User) -> R
 }
 
 /// Registers a public key the user holds the private half of (client-side signing).
-pub async fn register_public_key(store: &dyn Store, user: &mut User, public_key_hex: &str) -> Result<(), DocumentError> {
+pub async fn register_public_key(
+    store: &dyn Store,
+    user: &mut User,
+    public_key_hex: &str,
+) -> Result<(), DocumentError> {
     let bytes: [u8; 32] = hex::decode(public_key_hex.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| DocumentError::BadSignature("public key: expected 64 hex characters".into()))?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| DocumentError::BadSignature("public key: not an Ed25519 point".into()))?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| DocumentError::BadSignature("public key: not an Ed25519 point".into()))?;
     let hex = hex::encode(bytes);
     if !user.signing_keys.iter().any(|k| k.public_key_hex == hex) {
-        user.signing_keys.push(SigningKeyRecord { public_key_hex: hex, created_at: chrono::Utc::now(), wrapped_seed: None });
+        user.signing_keys.push(SigningKeyRecord {
+            public_key_hex: hex,
+            created_at: chrono::Utc::now(),
+            wrapped_seed: None,
+        });
         store.put_user(user).await?;
     }
     Ok(())
@@ -245,7 +256,10 @@ pub async fn read_document(
     keyring: &Keyring,
     doc: &DocumentRef,
 ) -> Result<Vec<u8>, Verdict> {
-    let stored = objects.get(&doc.object_key).await.map_err(|_| Verdict::Tampered("the stored object is missing".into()))?;
+    let stored = objects.get(&doc.object_key).await.map_err(|e| match e {
+        StoreError::NotFound { .. } => Verdict::Tampered("the stored object is missing".into()),
+        other => Verdict::Tampered(format!("the stored object cannot be read: {other}")),
+    })?;
     let plain = match &doc.encryption {
         Some(enc) => keyring.decrypt(&stored, enc, &doc.id.to_string()).map_err(|e| match e {
             KeyError::UnknownKey(id) => Verdict::Tampered(format!("encrypted under unknown master key {id}")),

@@ -76,9 +76,8 @@ impl MasterKey {
     fn seal(key: &[u8; 32], secret: &[u8], aad: &[u8]) -> Result<(String, String), KeyError> {
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| KeyError::Tampered)?;
         let nonce = random::<12>()?;
-        let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret, aad })
-            .map_err(|_| KeyError::Tampered)?;
+        let ct =
+            cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: secret, aad }).map_err(|_| KeyError::Tampered)?;
         Ok((hex::encode(nonce), hex::encode(ct)))
     }
 

@@ -241,6 +241,11 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Where s3s-fs keeps the objects (`<dir>/<bucket>/<key>`), for tests that tamper with them.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.root.path().join("data")
+    }
+
     /// Creates a bucket (a directory, for s3s-fs).
     pub fn create_bucket(&self, name: &str) {
         std::fs::create_dir_all(self.root.path().join("data").join(name)).unwrap();
