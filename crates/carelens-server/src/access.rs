@@ -29,13 +29,15 @@ pub enum Purpose {
     GiveFeedback,
     /// The record as a FHIR bundle (what the caller may see of it).
     ExportRecord,
+    /// Adding a document (in a category the caller may see).
+    AddDocument,
 }
 
 impl Purpose {
     fn action(self) -> AuditAction {
         match self {
             Purpose::ReadPredictions | Purpose::ReadHistory => AuditAction::Read,
-            Purpose::GiveFeedback => AuditAction::Create,
+            Purpose::GiveFeedback | Purpose::AddDocument => AuditAction::Create,
             Purpose::ExportRecord => AuditAction::Export,
         }
     }
@@ -44,7 +46,7 @@ impl Purpose {
     /// needs any (it then shows only those), predictions and feedback need diagnoses.
     fn permits(self, categories: &[Category]) -> bool {
         match self {
-            Purpose::ReadHistory | Purpose::ExportRecord => !categories.is_empty(),
+            Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddDocument => !categories.is_empty(),
             Purpose::ReadPredictions | Purpose::GiveFeedback => categories.contains(&Category::Diagnosis),
         }
     }
@@ -52,7 +54,7 @@ impl Purpose {
     fn roles(self) -> &'static [Role] {
         match self {
             Purpose::ReadPredictions | Purpose::GiveFeedback => &[Role::Doctor],
-            Purpose::ReadHistory | Purpose::ExportRecord => &[Role::Doctor, Role::Patient],
+            Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddDocument => &[Role::Doctor, Role::Patient],
         }
     }
 }
@@ -156,7 +158,7 @@ pub async fn check_patient_access(
                 "a {} may not read individual patients' {}",
                 claims.role.as_str(),
                 match purpose {
-                    Purpose::ReadHistory | Purpose::ExportRecord => "histories",
+                    Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddDocument => "histories",
                     _ => "predictions",
                 }
             ),

@@ -72,6 +72,12 @@ codes! {
     ClosureNotFound = NOT_FOUND, "closure_not_found", "your practice has no closure with this id";
     RuleNotFound = NOT_FOUND, "rule_not_found", "your practice has no schedule rule with this id";
     ReviewNeedsVisit = FORBIDDEN, "review_needs_visit", "only patients with a completed appointment at this practice can review it";
+    DocumentNotFound = NOT_FOUND, "document_not_found", "the patient has no document with this id that you may see";
+    DocumentExists = CONFLICT, "document_exists", "this document was already uploaded for this patient";
+    DocumentTampered = CONFLICT, "document_tampered", "the stored document no longer matches its digest; do not trust it";
+    BadSignature = BAD_REQUEST, "bad_signature", "the detached signature or public key is malformed or does not match the document";
+    UnknownSigner = BAD_REQUEST, "unknown_signer", "the signing key is not registered for you: POST it to /api/v1/me/signing-keys";
+    EncryptionNotConfigured = SERVICE_UNAVAILABLE, "encryption_not_configured", "documents need CARELENS_MASTER_KEY on the server (carelens records keygen)";
     RouteNotFound = NOT_FOUND, "route_not_found", "no such endpoint; see /openapi.json";
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method_not_allowed", "the endpoint exists but not with this method";
     UsernameTaken = CONFLICT, "username_taken", "another user has this user name";

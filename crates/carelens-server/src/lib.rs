@@ -13,6 +13,7 @@ pub mod availability;
 pub mod booking;
 pub mod consent;
 pub mod directory;
+pub mod documents;
 mod error;
 mod extract;
 mod jobs;
@@ -36,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 pub use access::{Access, Purpose, check_patient_access};
@@ -88,6 +89,13 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::get_evidence))
         .routes(routes!(routes::get_history))
         .routes(routes!(record::get_fhir_record))
+        .routes(
+            routes!(documents::upload, documents::list)
+                .layer(DefaultBodyLimit::max(carelens_records::documents::MAX_DOCUMENT_BYTES + 1024)),
+        )
+        .routes(routes!(documents::download))
+        .routes(routes!(documents::verify))
+        .routes(routes!(documents::list_keys, documents::register_key))
         .routes(routes!(routes::post_feedback))
         .routes(routes!(routes::list_models))
         .routes(routes!(routes::get_model))

@@ -45,6 +45,9 @@ pub struct AppState {
     pub analytics: Option<PathBuf>,
     /// Providers with their earliest openings, for search (see [`crate::directory`]).
     pub directory: Arc<SearchDirectory>,
+    /// Master keys for documents (`CARELENS_MASTER_KEY`); `None`: uploads answer
+    /// `encryption_not_configured`.
+    pub keys: Option<carelens_records::keys::Keyring>,
 }
 
 impl AppState {
@@ -65,7 +68,14 @@ impl AppState {
             jobs: Arc::new(Jobs::new(runner)),
             analytics: None,
             directory: Arc::new(SearchDirectory::default()),
+            keys: None,
         }
+    }
+
+    /// Encrypts and decrypts documents with `keys`.
+    pub fn with_keys(mut self, keys: carelens_records::keys::Keyring) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Serves KPIs from snapshots cached under `dir`.

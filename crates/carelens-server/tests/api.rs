@@ -188,8 +188,10 @@ async fn app_on(
         std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
     )
     .join("../../models");
+    let keys = carelens_records::keys::Keyring::new(carelens_records::keys::MasterKey::new([9; 32]), vec![]);
     let state = AppState::new(store.clone(), objects.clone(), models, tokens.clone(), config, runner)
-        .with_analytics(dir.path().join("analytics"));
+        .with_analytics(dir.path().join("analytics"))
+        .with_keys(keys);
     App { router: router(state), store, objects, tokens, heatmap_digest: digest, _dir: dir }
 }
 
@@ -236,6 +238,26 @@ impl App {
             None => b.body(Body::empty()).unwrap(),
         };
         self.send(req).await
+    }
+
+    /// POSTs raw bytes with a content type and extra headers (document uploads).
+    async fn upload(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.send(b.body(Body::from(bytes)).unwrap()).await
     }
 
     async fn get(&self, path: &str, token: &str) -> Resp {
@@ -575,9 +597,13 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/me",
             "GET /api/v1/me/access-log",
             "GET /api/v1/me/consents",
+            "GET /api/v1/me/signing-keys",
             "GET /api/v1/models",
             "GET /api/v1/models/{name}",
             "GET /api/v1/patients",
+            "GET /api/v1/patients/{id}/documents",
+            "GET /api/v1/patients/{id}/documents/{doc}",
+            "GET /api/v1/patients/{id}/documents/{doc}/verify",
             "GET /api/v1/patients/{id}/evidence/{digest}",
             "GET /api/v1/patients/{id}/fhir",
             "GET /api/v1/patients/{id}/history",
@@ -599,6 +625,8 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/auth/login",
             "POST /api/v1/me/consents",
             "POST /api/v1/me/consents/{id}/revoke",
+            "POST /api/v1/me/signing-keys",
+            "POST /api/v1/patients/{id}/documents",
             "POST /api/v1/patients/{id}/emergency-access",
             "POST /api/v1/patients/{id}/feedback",
             "POST /api/v1/prediction-runs",
@@ -615,6 +643,7 @@ async fn the_openapi_document_matches_the_routes() {
         let path = path
             .replace("{id}", in_care().as_str())
             .replace("{digest}", &"0".repeat(64))
+            .replace("{doc}", "00000000-0000-0000-0000-000000000000")
             .replace("{name}", "x")
             .replace("{run}", "1");
         let r = app.call(method.parse().unwrap(), &path, None, None).await;
@@ -1152,6 +1181,15 @@ async fn authorisation_matrix(app: App) {
     for token in [&admin, &analyst, &ml] {
         check(token.clone(), fhir(in_care()), false, "forbidden_role").await;
     }
+    // Documents too.
+    let docs_of = |p: HealthId| format!("/api/v1/patients/{p}/documents");
+    check(mine.clone(), docs_of(in_care()), true, "").await;
+    check(other.clone(), docs_of(in_care()), false, "not_in_care").await;
+    check(pat3.clone(), docs_of(consented()), true, "").await;
+    check(pat3.clone(), docs_of(in_care()), false, "not_in_care").await;
+    for token in [&admin, &analyst, &ml] {
+        check(token.clone(), docs_of(in_care()), false, "forbidden_role").await;
+    }
     let exports = app.store.audit_for_patient(&consented(), 1000).await.unwrap();
     assert!(exports.iter().any(|e| e.action == carelens_domain::AuditAction::Export && e.resource == "record/fhir"));
 
@@ -1288,4 +1326,123 @@ async fn authorisation_matrix(app: App) {
     let gid = mine_too[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(post(pat4.clone(), format!("/api/v1/me/consents/{gid}/revoke"), None).await.status, StatusCode::OK);
     check(other.clone(), hist(no_set()), false, "not_in_care").await;
+}
+
+fn pdf(text: &str) -> Vec<u8> {
+    format!("%PDF-1.7\n% {text}\n%%EOF\n").into_bytes()
+}
+
+/// The file under `root` holding exactly `bytes`.
+fn file_with(root: &std::path::Path, bytes: &[u8]) -> std::path::PathBuf {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b == bytes) {
+                return p;
+            }
+        }
+    }
+    panic!("no file holds the object");
+}
+
+#[tokio::test]
+async fn documents_are_checked_signed_encrypted_and_verified() {
+    use carelens_records::documents as docs;
+    let app = app().await;
+    let (mine, other) = (app.login("dr.mine").await, app.login("dr.other").await);
+    let base = format!("/api/v1/patients/{}/documents", in_care());
+    let up = format!("{base}?kind=lab_report&title=Blood%20count");
+
+    // Signed with the doctor's server-held key, stored encrypted, read back and verified.
+    let r = app.upload(&up, &mine, "application/pdf", pdf("hb 13.1"), &[]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    let d = r.json();
+    assert_eq!((d["kind"].as_str(), d["encrypted"].as_bool()), (Some("lab_report"), Some(true)));
+    assert!(d["signed_with"].as_str().is_some_and(|k| k.len() == 64));
+    let id = d["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(&base, &mine).await.json().as_array().unwrap().len(), 1);
+    let got = app.get(&format!("{base}/{id}"), &mine).await;
+    assert_eq!((got.status, got.bytes.as_slice()), (StatusCode::OK, pdf("hb 13.1").as_slice()));
+    assert_eq!(app.get(&format!("{base}/{id}/verify"), &mine).await.json()["status"], "valid");
+    let keys = app.get("/api/v1/me/signing-keys", &mine).await.json();
+    assert_eq!(
+        (keys[0]["public_key"].as_str(), keys[0]["server_held"].as_bool()),
+        (d["signed_with"].as_str(), Some(true))
+    );
+
+    // Refused uploads, each audited.
+    let refuse = |bytes: Vec<u8>,
+                  ct: &'static str,
+                  headers: Vec<(&'static str, String)>,
+                  status: StatusCode,
+                  code: &'static str| {
+        let (app, up, mine) = (&app, up.clone(), mine.clone());
+        async move {
+            let before = app.denied_audits().await;
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.upload(&up, &mine, ct, bytes, &h).await.error(status, code);
+            assert_eq!(app.denied_audits().await, before + 1, "{code}: the refusal is audited");
+        }
+    };
+    refuse(pdf("hb 13.1"), "application/pdf", vec![], StatusCode::CONFLICT, "document_exists").await;
+    refuse(
+        b"PK\x03\x04zip bomb".to_vec(),
+        "application/pdf",
+        vec![],
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    refuse(
+        b"%PDF-1.7".to_vec(),
+        "application/zip",
+        vec![],
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    refuse(b"<html>".to_vec(), "application/pdf", vec![], StatusCode::BAD_REQUEST, "invalid_input").await;
+    let gz = app.upload(&up, &mine, "application/pdf", pdf("x"), &[("content-encoding", "gzip")]).await;
+    gz.error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let huge = app.upload(&up, &mine, "text/plain", vec![b'a'; docs::MAX_DOCUMENT_BYTES + 2048], &[]).await;
+    huge.error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    // A detached signature from a key the client holds: refused until registered.
+    let seed = [7u8; 32];
+    let content = pdf("x-ray report");
+    let sig = docs::sign(&seed, &in_care(), &docs::sha256_hex(&content));
+    let headers = vec![("x-signature", sig.signature_hex.clone()), ("x-signing-key", sig.public_key_hex.clone())];
+    refuse(content.clone(), "application/pdf", headers.clone(), StatusCode::BAD_REQUEST, "unknown_signer").await;
+    let reg = app
+        .call(Method::POST, "/api/v1/me/signing-keys", Some(&mine), Some(json!({"public_key": sig.public_key_hex})))
+        .await;
+    assert_eq!(reg.status, StatusCode::CREATED);
+    let forged = vec![
+        ("x-signature", docs::sign(&seed, &in_care(), &docs::sha256_hex(b"other")).signature_hex),
+        headers[1].clone(),
+    ];
+    refuse(content.clone(), "application/pdf", forged, StatusCode::BAD_REQUEST, "bad_signature").await;
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app.upload(&up, &mine, "application/pdf", content, &h).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.json()["signed_with"].as_str(), Some(sig.public_key_hex.as_str()));
+
+    // Another practice sees nothing, and another patient's URL does not reach the document.
+    app.get(&base, &other).await.error(StatusCode::FORBIDDEN, "not_in_care");
+    let idor = format!("/api/v1/patients/{}/documents/{id}", not_in_care());
+    app.get(&idor, &other).await.error(StatusCode::NOT_FOUND, "document_not_found");
+
+    // The stored bytes edited on disk: verification and download both say so.
+    let stored = app.store.get_document(&id.parse().unwrap()).await.unwrap().unwrap();
+    let ciphertext = app.objects.get(&stored.object_key).await.unwrap();
+    let path = file_with(app._dir.path(), &ciphertext);
+    let mut edited = ciphertext.clone();
+    edited[20] ^= 1;
+    std::fs::write(&path, edited).unwrap();
+    let v = app.get(&format!("{base}/{id}/verify"), &mine).await.json();
+    assert_eq!(v["status"], "tampered", "{v}");
+    app.get(&format!("{base}/{id}"), &mine).await.error(StatusCode::CONFLICT, "document_tampered");
 }
