@@ -12,6 +12,7 @@ mod bad_input;
 mod booking;
 mod cli;
 mod crash;
+mod documents;
 mod fhir;
 mod generate;
 mod imaging;

@@ -25,8 +25,14 @@ impl Drop for Server {
 impl Server {
     /// Starts the server on a free port with the given registry.
     pub fn start(c: &Carelens, models: &str) -> Server {
-        let mut child = c
-            .command()
+        Self::start_with(c, models, &[])
+    }
+
+    /// The same with extra environment variables (e.g. `CARELENS_MASTER_KEY`).
+    pub fn start_with(c: &Carelens, models: &str, env: &[(&str, &str)]) -> Server {
+        let mut cmd = c.command();
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
             .args(["--json", "--models", models, "serve", "--bind", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

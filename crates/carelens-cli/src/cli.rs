@@ -195,6 +195,39 @@ pub enum Command {
     ///   carelens audit verify --anchor /mnt/worm/audit-head.json
     #[command(subcommand)]
     Audit(AuditCommand),
+
+    /// Patients' documents: verify their signatures and stored bytes, rotate the master key
+    ///
+    /// Documents are signed by their uploader (Ed25519) and stored encrypted (AES-256-GCM
+    /// under a per-document data key, wrapped by the master key in CARELENS_MASTER_KEY).
+    ///
+    /// Examples:
+    ///   carelens records keygen                     (prints a new key for CARELENS_MASTER_KEY)
+    ///   carelens records verify                     (exit 1 when any document was tampered with)
+    ///   CARELENS_MASTER_KEY_PREVIOUS=<old> CARELENS_MASTER_KEY=<new> carelens records rotate-keys
+    #[command(subcommand)]
+    Records(RecordsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecordsCommand {
+    /// Verify every document (or one patient's): signature by one of the uploader's keys,
+    /// stored bytes, digest. Says valid, tampered (and what) or unknown signer per document;
+    /// exits 1 when any is not valid
+    Verify(RecordsVerifyArgs),
+    /// Re-wrap every document's data key and every server-held signing key under
+    /// CARELENS_MASTER_KEY, opening the old ones with CARELENS_MASTER_KEY_PREVIOUS. The stored
+    /// bytes are not rewritten. Safe to rerun
+    RotateKeys,
+    /// Print a new random master key for CARELENS_MASTER_KEY
+    Keygen,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordsVerifyArgs {
+    /// Only this patient's documents (Health ID)
+    #[arg(long, value_name = "HEALTH_ID")]
+    pub patient: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,5 +35,12 @@ pub const CARELENS_MAIL_URL: &str = "CARELENS_MAIL_URL";
 /// The Ed25519 key (64 hex digits) that signs audit checkpoints; `carelens audit keygen`
 /// makes one. Set, `carelens serve` signs the log's head every 5 minutes. Never commit it.
 pub const CARELENS_AUDIT_KEY: &str = "CARELENS_AUDIT_KEY";
+/// The master key (64 hex digits) that wraps documents' data keys and users' server-held
+/// signing keys; `carelens records keygen` makes one. Unset, `serve` refuses document
+/// uploads (`encryption_not_configured`). From your secret store or KMS; never commit it.
+pub const CARELENS_MASTER_KEY: &str = "CARELENS_MASTER_KEY";
+/// The master key being rotated away from, read (never written with) by `records rotate-keys`
+/// and `serve` until the rotation is done.
+pub const CARELENS_MASTER_KEY_PREVIOUS: &str = "CARELENS_MASTER_KEY_PREVIOUS";
 /// The sender address of those messages.
 pub const CARELENS_MAIL_FROM: &str = "CARELENS_MAIL_FROM";

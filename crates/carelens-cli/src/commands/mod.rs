@@ -17,6 +17,7 @@ mod models;
 mod notify;
 mod plots;
 mod predict;
+mod records;
 mod serve;
 mod stats;
 mod train;
@@ -25,7 +26,7 @@ use anyhow::Result;
 
 use crate::cli::{
     AuditCommand, AvailabilityCommand, Cli, Command, ExportCommand, IngestCommand, KpiCommand, NotifyCommand,
-    PredictionsCommand, TrainCommand, UsersCommand,
+    PredictionsCommand, RecordsCommand, TrainCommand, UsersCommand,
 };
 use crate::context::{Context, Light};
 
@@ -64,6 +65,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Audit(AuditCommand::Verify(args)) => audit::verify(&ctx, &args),
         Command::Audit(AuditCommand::Checkpoint(args)) => audit::checkpoint(&ctx, &args),
         Command::Audit(AuditCommand::Keygen) => audit::keygen(&ctx),
+        Command::Records(RecordsCommand::Verify(args)) => records::verify(&ctx, &args),
+        Command::Records(RecordsCommand::RotateKeys) => records::rotate_keys(&ctx),
+        Command::Records(RecordsCommand::Keygen) => records::keygen(&ctx),
         Command::Train(TrainCommand::Fusion(args)) => predict::train_fusion(&ctx, &light, &args),
         Command::Predict(args) => predict::run(&ctx, &light, &args),
         Command::Predictions(PredictionsCommand::Show(args)) => predict::show(&ctx, &args),

@@ -65,7 +65,7 @@ fn state(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<AppState> {
         token_ttl: std::time::Duration::from_secs(args.token_ttl_minutes * 60),
         ..ServerConfig::default()
     };
-    Ok(AppState::new(
+    let state = AppState::new(
         ctx.store.clone(),
         ctx.objects.clone(),
         light.models.clone(),
@@ -73,7 +73,19 @@ fn state(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<AppState> {
         config,
         Some(Arc::new(runner)),
     )
-    .with_analytics(super::analytics::cache_dir(ctx)))
+    .with_analytics(super::analytics::cache_dir(ctx));
+    Ok(match carelens_records::keys::Keyring::from_env()? {
+        Some(keys) => state.with_keys(keys),
+        None => {
+            if !ctx.quiet {
+                eprintln!(
+                    "note: {} is not set, so document uploads are refused (make one with `carelens records keygen`)",
+                    crate::env::CARELENS_MASTER_KEY
+                );
+            }
+            state
+        }
+    })
 }
 
 #[derive(Debug, Serialize)]
