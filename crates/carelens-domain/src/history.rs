@@ -480,11 +480,29 @@ pub struct HistoryEntry {
     /// condition mapped to ICD-10, an RxNorm drug mapped to ATC): exports give it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_coding: Option<Coding>,
+    /// Set when a correction replaced this entry. The entry itself is kept unchanged, so the
+    /// record shows what was there, who corrected it, when and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<Supersession>,
+    /// The entry this one corrects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrects: Option<EntryId>,
+}
+
+/// Who replaced an entry with a correction, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supersession {
+    /// The correcting entry.
+    pub by: EntryId,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The user id of the clinician who corrected it.
+    pub author: String,
+    pub reason: String,
 }
 
 impl HistoryEntry {
     pub fn new(id: EntryId, patient: HealthId, date: NaiveDate, source: Source, kind: HistoryKind) -> Result<Self> {
-        let e = Self { id, patient, date, source, kind, source_coding: None };
+        let e = Self { id, patient, date, source, kind, source_coding: None, superseded: None, corrects: None };
         e.validate()?;
         Ok(e)
     }

@@ -29,7 +29,7 @@ pub use error::{DomainError, Result};
 pub use history::{
     Allergy, AllergySeverity, BodyPart, Category, ClinicalStatus, Coding, Diagnosis, Dose, HistoryEntry, HistoryKind,
     ImageFinding, ImagingInstance, ImagingStudy, MedicationStatement, Modality, Observation, Procedure, ProcedureKind,
-    ReferenceRange, Source, SourceKind, TherapyModality, TherapySession, Vaccination, is_dicom_uid,
+    ReferenceRange, Source, SourceKind, Supersession, TherapyModality, TherapySession, Vaccination, is_dicom_uid,
 };
 pub use ids::{
     AppointmentId, ClosureId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey, PredictionSetId,

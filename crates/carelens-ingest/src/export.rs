@@ -47,7 +47,7 @@ pub async fn export_deidentified(
     let mut labels = String::from("pseudonym,study_uid,sop_instance_uid,file,modality,findings\n");
     let counts = store.counts().await?;
     progress.start(counts.patients);
-    let filter = HistoryFilter { categories: vec![Category::Imaging], from: None, to: None };
+    let filter = HistoryFilter { categories: vec![Category::Imaging], ..HistoryFilter::default() };
     let mut page = PageRequest::first(500);
     loop {
         let batch = store.list_patients(page.clone()).await?;

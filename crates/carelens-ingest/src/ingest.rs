@@ -327,7 +327,7 @@ impl<'a> Studies<'a> {
     async fn entry(&mut self, c: &Candidate) -> Result<&mut HistoryEntry, IngestError> {
         let k = (c.patient.clone(), c.study_uid.clone());
         if !self.entries.contains_key(&k) {
-            let filter = HistoryFilter { categories: vec![Category::Imaging], from: None, to: None };
+            let filter = HistoryFilter { categories: vec![Category::Imaging], ..HistoryFilter::default() };
             let existing = self.store.history(&c.patient, &filter).await?.into_iter().find(
                 |e| matches!(&e.kind, HistoryKind::ImagingStudy(s) if s.study_uid.as_deref() == Some(c.study_uid.as_str())),
             );
@@ -347,6 +347,8 @@ impl<'a> Studies<'a> {
                         instances: vec![],
                     }),
                     source_coding: None,
+                    superseded: None,
+                    corrects: None,
                 },
             };
             self.entries.insert(k.clone(), entry);

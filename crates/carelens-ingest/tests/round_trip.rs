@@ -75,7 +75,7 @@ async fn local_and_s3_give_identical_tensors() {
         let report = ingest(files, &IngestOptions::default(), &store, objects, &Silent).await.unwrap();
         assert_eq!((report.ingested, report.failed), (sources.len(), 0), "{name}: {:?}", report.files);
         // Load every instance back from the object store and preprocess it.
-        let filter = HistoryFilter { categories: vec![Category::Imaging], from: None, to: None };
+        let filter = HistoryFilter { categories: vec![Category::Imaging], ..HistoryFilter::default() };
         let mut tensors = Vec::new();
         for entry in store.history(&patient.id, &filter).await.unwrap() {
             let HistoryKind::ImagingStudy(study) = entry.kind else { unreachable!() };

@@ -29,15 +29,15 @@ pub enum Purpose {
     GiveFeedback,
     /// The record as a FHIR bundle (what the caller may see of it).
     ExportRecord,
-    /// Adding a document (in a category the caller may see).
-    AddDocument,
+    /// Adding to the record (a document or an entry, in a category the caller may see).
+    AddToRecord,
 }
 
 impl Purpose {
     fn action(self) -> AuditAction {
         match self {
             Purpose::ReadPredictions | Purpose::ReadHistory => AuditAction::Read,
-            Purpose::GiveFeedback | Purpose::AddDocument => AuditAction::Create,
+            Purpose::GiveFeedback | Purpose::AddToRecord => AuditAction::Create,
             Purpose::ExportRecord => AuditAction::Export,
         }
     }
@@ -46,7 +46,7 @@ impl Purpose {
     /// needs any (it then shows only those), predictions and feedback need diagnoses.
     fn permits(self, categories: &[Category]) -> bool {
         match self {
-            Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddDocument => !categories.is_empty(),
+            Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddToRecord => !categories.is_empty(),
             Purpose::ReadPredictions | Purpose::GiveFeedback => categories.contains(&Category::Diagnosis),
         }
     }
@@ -54,7 +54,7 @@ impl Purpose {
     fn roles(self) -> &'static [Role] {
         match self {
             Purpose::ReadPredictions | Purpose::GiveFeedback => &[Role::Doctor],
-            Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddDocument => &[Role::Doctor, Role::Patient],
+            Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddToRecord => &[Role::Doctor, Role::Patient],
         }
     }
 }
@@ -119,6 +119,17 @@ pub async fn audit_write(
     audit(state, session, AuditAction::Create, patient, resource, AuditOutcome::Allowed, what).await
 }
 
+/// Audits a change to an existing record (a correction), with its reason.
+pub async fn audit_update(
+    state: &AppState,
+    session: &Session,
+    patient: &HealthId,
+    resource: &str,
+    reason: &str,
+) -> ApiResult<()> {
+    audit(state, session, AuditAction::Update, Some(patient), resource, AuditOutcome::Allowed, reason).await
+}
+
 /// Audits break-the-glass access being taken, with its reason.
 pub async fn audit_break_glass(
     state: &AppState,
@@ -158,7 +169,7 @@ pub async fn check_patient_access(
                 "a {} may not read individual patients' {}",
                 claims.role.as_str(),
                 match purpose {
-                    Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddDocument => "histories",
+                    Purpose::ReadHistory | Purpose::ExportRecord | Purpose::AddToRecord => "histories",
                     _ => "predictions",
                 }
             ),

@@ -161,7 +161,7 @@ pub async fn upload(
         (None, None) => None,
         _ => return Err(invalid("send both X-Signature and X-Signing-Key, or neither")),
     };
-    let access = check_patient_access(&state, &session, &patient, Purpose::AddDocument, "documents").await?;
+    let access = check_patient_access(&state, &session, &patient, Purpose::AddToRecord, "documents").await?;
     let category = category_of(kind);
     if !access.sees(category) {
         audit_denied(&state, &session, Some(&patient), "documents", "not_in_care").await;

@@ -72,6 +72,8 @@ codes! {
     ClosureNotFound = NOT_FOUND, "closure_not_found", "your practice has no closure with this id";
     RuleNotFound = NOT_FOUND, "rule_not_found", "your practice has no schedule rule with this id";
     ReviewNeedsVisit = FORBIDDEN, "review_needs_visit", "only patients with a completed appointment at this practice can review it";
+    EntryNotFound = NOT_FOUND, "entry_not_found", "the patient has no history entry with this id that you may see";
+    AlreadyCorrected = CONFLICT, "already_corrected", "this entry was already replaced by a correction; correct the newer entry";
     DocumentNotFound = NOT_FOUND, "document_not_found", "the patient has no document with this id that you may see";
     DocumentExists = CONFLICT, "document_exists", "this document was already uploaded for this patient";
     DocumentTampered = CONFLICT, "document_tampered", "the stored document no longer matches its digest; do not trust it";

@@ -14,6 +14,7 @@ pub mod booking;
 pub mod consent;
 pub mod directory;
 pub mod documents;
+pub mod entries;
 mod error;
 mod extract;
 mod jobs;
@@ -87,7 +88,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::list_patients))
         .routes(routes!(routes::get_predictions))
         .routes(routes!(routes::get_evidence))
-        .routes(routes!(routes::get_history))
+        .routes(routes!(routes::get_history, entries::add_entry))
+        .routes(routes!(entries::correct_entry))
         .routes(routes!(record::get_fhir_record))
         .routes(
             routes!(documents::upload, documents::list)

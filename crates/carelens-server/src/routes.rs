@@ -302,6 +302,9 @@ pub struct HistoryQuery {
     /// At most this many entries, newest first (default 500, at most 5000).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Also entries that a correction replaced, each with who corrected it, when and why.
+    #[serde(default)]
+    pub include_corrected: Option<bool>,
 }
 
 /// The patient's history, newest first, limited to the categories you may see.
@@ -331,7 +334,8 @@ pub async fn get_history(
     let mut entries: Vec<HistoryEntry> = if categories.is_empty() {
         vec![]
     } else {
-        state.store.history(&patient, &HistoryFilter { categories, ..Default::default() }).await?
+        let include_superseded = query.include_corrected.unwrap_or(false);
+        state.store.history(&patient, &HistoryFilter { categories, include_superseded, ..Default::default() }).await?
     };
     entries.sort_by_key(|e| std::cmp::Reverse(e.date));
     entries.truncate(query.limit.unwrap_or(500).clamp(1, 5000) as usize);

@@ -314,8 +314,21 @@ impl PredictionSetView {
     }
 }
 
+/// Who corrected an entry, when and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CorrectionWire {
+    /// The entry that replaced this one.
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// The correcting clinician's user id.
+    pub author: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TimelineEntry {
+    /// The entry's id (to correct it).
+    pub id: String,
     pub date: NaiveDate,
     /// Consent category: `diagnosis`, `observation`, `vaccination`, `allergy`, `procedure`,
     /// `medication`, `mental_health`, `imaging`.
@@ -329,6 +342,14 @@ pub struct TimelineEntry {
     /// Value, dose or status, in words.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// `clinician`, `patient`, `import`, `device` or `synthetic`.
+    pub source: String,
+    /// Replaced by a correction (shown only with `include_corrected=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrected: Option<CorrectionWire>,
+    /// The entry this one corrects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrects: Option<String>,
 }
 
 impl TimelineEntry {
@@ -370,12 +391,24 @@ impl TimelineEntry {
             ),
         };
         Self {
+            id: e.id.to_string(),
             date: e.date,
             category: e.category().as_str().to_string(),
             kind,
             code: e.code().map(String::from),
             title,
             detail,
+            source: serde_json::to_value(e.source.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            corrected: e.superseded.as_ref().map(|c| CorrectionWire {
+                by: c.by.to_string(),
+                at: c.at,
+                author: c.author.clone(),
+                reason: c.reason.clone(),
+            }),
+            corrects: e.corrects.map(|c| c.to_string()),
         }
     }
 }

@@ -629,6 +629,8 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/patients/{id}/documents",
             "POST /api/v1/patients/{id}/emergency-access",
             "POST /api/v1/patients/{id}/feedback",
+            "POST /api/v1/patients/{id}/history",
+            "POST /api/v1/patients/{id}/history/{entry}/correct",
             "POST /api/v1/prediction-runs",
             "POST /api/v1/providers/{id}/reviews",
             "POST /api/v1/schedule/closures",
@@ -644,6 +646,7 @@ async fn the_openapi_document_matches_the_routes() {
             .replace("{id}", in_care().as_str())
             .replace("{digest}", &"0".repeat(64))
             .replace("{doc}", "00000000-0000-0000-0000-000000000000")
+            .replace("{entry}", "00000000-0000-0000-0000-000000000000")
             .replace("{name}", "x")
             .replace("{run}", "1");
         let r = app.call(method.parse().unwrap(), &path, None, None).await;
@@ -1445,4 +1448,59 @@ async fn documents_are_checked_signed_encrypted_and_verified() {
     let v = app.get(&format!("{base}/{id}/verify"), &mine).await.json();
     assert_eq!(v["status"], "tampered", "{v}");
     app.get(&format!("{base}/{id}"), &mine).await.error(StatusCode::CONFLICT, "document_tampered");
+}
+
+#[tokio::test]
+async fn doctors_add_and_correct_entries_and_nothing_is_overwritten() {
+    let app = app().await;
+    let (mine, other) = (app.login("dr.mine").await, app.login("dr.other").await);
+    patient_user(&*app.store, 10, "pat.own", in_care()).await;
+    let pat = app.login("pat.own").await;
+    let hist = format!("/api/v1/patients/{}/history", in_care());
+    let hba1c = json!({"type": "observation", "code": "4548-4", "display": "HbA1c", "value": 64.0, "unit": "%"});
+
+    // Validation names the field; patients and other practices may not write.
+    let bad = app.call(Method::POST, &hist, Some(&mine), Some(json!({"date": "2026-01-10", "entry": hba1c}))).await;
+    assert!(bad.error(StatusCode::BAD_REQUEST, "invalid_input").starts_with("observation.value"));
+    let unknown = json!({"date": "2026-01-10", "entry": {"type": "gossip"}});
+    app.call(Method::POST, &hist, Some(&mine), Some(unknown)).await.error(StatusCode::BAD_REQUEST, "invalid_input");
+    let good = json!({"date": "2026-01-10", "entry": {"type": "observation", "code": "4548-4", "display": "HbA1c", "value": 8.4, "unit": "%"}});
+    app.call(Method::POST, &hist, Some(&pat), Some(good.clone())).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    app.call(Method::POST, &hist, Some(&other), Some(good.clone())).await.error(StatusCode::FORBIDDEN, "not_in_care");
+    let mental = json!({"date": "2026-01-10", "entry": {"type": "diagnosis", "code": "F41.1", "display": "GAD", "status": "active"}});
+    app.call(Method::POST, &hist, Some(&mine), Some(mental)).await.error(StatusCode::FORBIDDEN, "not_in_care");
+
+    // Add, then correct: the timeline shows the correction; the original stays, marked.
+    let r = app.call(Method::POST, &hist, Some(&mine), Some(good)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    let first = r.json()["entry"].clone();
+    assert_eq!((first["source"].as_str(), first["detail"].as_str().unwrap().starts_with("8.4 %")), (Some("clinician"), true));
+    let id = first["id"].as_str().unwrap();
+    let correct = format!("{hist}/{id}/correct");
+    let fix = json!({"date": "2026-01-10", "reason": "typo: 6.4, not 8.4",
+        "entry": {"type": "observation", "code": "4548-4", "display": "HbA1c", "value": 6.4, "unit": "%"}});
+    app.call(Method::POST, &correct, Some(&mine), Some(json!({"date": "2026-01-10", "reason": "x", "entry": {}})))
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    let r = app.call(Method::POST, &correct, Some(&mine), Some(fix.clone())).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    let w = r.json();
+    let new_id = w["entry"]["id"].as_str().unwrap().to_owned();
+    assert_eq!((w["entry"]["corrects"].as_str(), w["replaced"]["corrected"]["by"].as_str()), (Some(id), Some(new_id.as_str())));
+    app.call(Method::POST, &correct, Some(&mine), Some(fix)).await.error(StatusCode::CONFLICT, "already_corrected");
+
+    let shown = app.get(&hist, &mine).await.json();
+    let ids: Vec<&str> = shown["entries"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&new_id.as_str()) && !ids.contains(&id), "the timeline shows the correction only");
+    let all = app.get(&format!("{hist}?include_corrected=true"), &mine).await.json();
+    let old = all["entries"].as_array().unwrap().iter().find(|e| e["id"] == id).unwrap().clone();
+    assert_eq!(old["corrected"]["reason"], "typo: 6.4, not 8.4");
+    assert!(old["detail"].as_str().unwrap().starts_with("8.4 %"), "the original value is kept: {old}");
+    // The correction is in the access log with its reason.
+    let log = app.store.audit_for_patient(&in_care(), 100).await.unwrap();
+    assert!(log.iter().any(|e| e.action == carelens_domain::AuditAction::Update && e.reason.as_deref() == Some("typo: 6.4, not 8.4")));
+    // Another patient's URL does not reach the entry.
+    let idor = format!("/api/v1/patients/{}/history/{new_id}/correct", no_set());
+    let again = json!({"date": "2026-01-10", "reason": "trying another id", "entry": {"type": "procedure", "kind": "procedure", "display": "x"}});
+    app.call(Method::POST, &idor, Some(&mine), Some(again)).await.error(StatusCode::NOT_FOUND, "entry_not_found");
 }

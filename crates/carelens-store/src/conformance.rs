@@ -235,9 +235,24 @@ async fn patient_and_history_round_trip(s: Arc<dyn Store>) {
     let mh = HistoryFilter { categories: vec![Category::MentalHealth], ..Default::default() };
     assert_eq!(s.history(&p.id, &mh).await.unwrap(), vec![mental]);
     let window = HistoryFilter { from: Some(date(2024, 1, 2)), to: Some(date(2024, 12, 31)), ..Default::default() };
-    assert_eq!(s.history(&p.id, &window).await.unwrap(), vec![later]);
+    assert_eq!(s.history(&p.id, &window).await.unwrap(), vec![later.clone()]);
     assert_eq!(s.ground_truth(&p.id).await.unwrap(), vec![truth]);
     assert!(s.history(&HealthId::from_number(2), &HistoryFilter::default()).await.unwrap().is_empty());
+
+    // A correction: the replaced entry is kept, hidden unless asked for, with who/when/why.
+    let mut fixed = observation(4, &p.id, date(2024, 6, 1), "4548-4", 6.4);
+    fixed.corrects = Some(later.id);
+    let mut replaced = later.clone();
+    replaced.superseded = Some(carelens_domain::Supersession {
+        by: fixed.id,
+        at: time(2024, 6, 2, 9),
+        author: "dr-1".into(),
+        reason: "transcription error".into(),
+    });
+    s.apply(WriteBatch { history: vec![replaced.clone(), fixed.clone()], ..Default::default() }).await.unwrap();
+    assert_eq!(s.history(&p.id, &labs).await.unwrap(), vec![fixed.clone()]);
+    let everything = HistoryFilter { include_superseded: true, ..labs };
+    assert_eq!(s.history(&p.id, &everything).await.unwrap(), vec![replaced, fixed]);
 }
 
 async fn upserts_are_idempotent(s: Arc<dyn Store>) {

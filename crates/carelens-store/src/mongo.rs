@@ -596,7 +596,8 @@ impl Store for MongoStore {
             let cats: Vec<&str> = filter.categories.iter().map(|c| c.as_str()).collect();
             q.insert("category", doc! { "$in": cats });
         }
-        self.find_all(&HISTORY, q, doc! { "date": 1, "_id": 1 }).await
+        let all: Vec<HistoryEntry> = self.find_all(&HISTORY, q, doc! { "date": 1, "_id": 1 }).await?;
+        Ok(all.into_iter().filter(|e| filter.matches(e)).collect())
     }
 
     async fn ground_truth(&self, patient: &HealthId) -> Result<Vec<GroundTruth>> {

@@ -37,11 +37,14 @@ pub struct HistoryFilter {
     pub categories: Vec<Category>,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
+    /// Also entries a correction replaced (default: only the current ones).
+    pub include_superseded: bool,
 }
 
 impl HistoryFilter {
     pub fn matches(&self, e: &HistoryEntry) -> bool {
-        (self.categories.is_empty() || self.categories.contains(&e.category()))
+        (self.include_superseded || e.superseded.is_none())
+            && (self.categories.is_empty() || self.categories.contains(&e.category()))
             && self.from.is_none_or(|f| e.date >= f)
             && self.to.is_none_or(|t| e.date <= t)
     }

@@ -137,7 +137,7 @@ pub fn synthesize_and_ingest(ctx: &Context, seed: u64) -> Result<SyntheticImages
 async fn plan(ctx: &Context, seed: u64) -> Result<Vec<StudySpec>> {
     let mut specs = Vec::new();
     let mut page = PageRequest::first(1000);
-    let filter = HistoryFilter { categories: vec![Category::Imaging], from: None, to: None };
+    let filter = HistoryFilter { categories: vec![Category::Imaging], ..HistoryFilter::default() };
     loop {
         let batch = ctx.store.list_patients(page.clone()).await.context("listing patients")?;
         for p in &batch.items {
