@@ -17,6 +17,7 @@ mod message;
 mod patient;
 pub mod places;
 mod prediction;
+mod prescription;
 mod provider;
 mod user;
 
@@ -33,13 +34,14 @@ pub use history::{
 };
 pub use ids::{
     AppointmentId, ClosureId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey, PredictionSetId,
-    ProviderId, ReviewId, RuleId, UserId,
+    PrescriptionId, ProviderId, ReviewId, RuleId, UserId,
 };
 pub use message::{MessageKind, MessageState, OutboxMessage, valid_email};
 pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};
 pub use prediction::{
     DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand, SourceProbability,
 };
+pub use prescription::{Dispensing, Prescription, PrescriptionStatus, RefillRequest, RefillState};
 pub use provider::{
     Address, Appointment, AppointmentStatus, LanguageCode, Opening, PracticeClosure, Provenance, Provider,
     ProviderKind, RatingSummary, Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,

@@ -1474,7 +1474,10 @@ async fn doctors_add_and_correct_entries_and_nothing_is_overwritten() {
     let r = app.call(Method::POST, &hist, Some(&mine), Some(good)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
     let first = r.json()["entry"].clone();
-    assert_eq!((first["source"].as_str(), first["detail"].as_str().unwrap().starts_with("8.4 %")), (Some("clinician"), true));
+    assert_eq!(
+        (first["source"].as_str(), first["detail"].as_str().unwrap().starts_with("8.4 %")),
+        (Some("clinician"), true)
+    );
     let id = first["id"].as_str().unwrap();
     let correct = format!("{hist}/{id}/correct");
     let fix = json!({"date": "2026-01-10", "reason": "typo: 6.4, not 8.4",
@@ -1486,7 +1489,10 @@ async fn doctors_add_and_correct_entries_and_nothing_is_overwritten() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
     let w = r.json();
     let new_id = w["entry"]["id"].as_str().unwrap().to_owned();
-    assert_eq!((w["entry"]["corrects"].as_str(), w["replaced"]["corrected"]["by"].as_str()), (Some(id), Some(new_id.as_str())));
+    assert_eq!(
+        (w["entry"]["corrects"].as_str(), w["replaced"]["corrected"]["by"].as_str()),
+        (Some(id), Some(new_id.as_str()))
+    );
     app.call(Method::POST, &correct, Some(&mine), Some(fix)).await.error(StatusCode::CONFLICT, "already_corrected");
 
     let shown = app.get(&hist, &mine).await.json();
@@ -1498,7 +1504,11 @@ async fn doctors_add_and_correct_entries_and_nothing_is_overwritten() {
     assert!(old["detail"].as_str().unwrap().starts_with("8.4 %"), "the original value is kept: {old}");
     // The correction is in the access log with its reason.
     let log = app.store.audit_for_patient(&in_care(), 100).await.unwrap();
-    assert!(log.iter().any(|e| e.action == carelens_domain::AuditAction::Update && e.reason.as_deref() == Some("typo: 6.4, not 8.4")));
+    assert!(
+        log.iter()
+            .any(|e| e.action == carelens_domain::AuditAction::Update
+                && e.reason.as_deref() == Some("typo: 6.4, not 8.4"))
+    );
     // Another patient's URL does not reach the entry.
     let idor = format!("/api/v1/patients/{}/history/{new_id}/correct", no_set());
     let again = json!({"date": "2026-01-10", "reason": "trying another id", "entry": {"type": "procedure", "kind": "procedure", "display": "x"}});

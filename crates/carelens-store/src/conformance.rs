@@ -183,6 +183,7 @@ checks!(
     consents_upsert_and_revoke,
     audit_chain_under_concurrency,
     documents_round_trip,
+    prescriptions_round_trip,
     users_are_unique_by_name,
     feedback_round_trip,
     meta_round_trip,
@@ -755,6 +756,46 @@ async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
     s.put_audit_checkpoint(&cp(&log[9], "b")).await.unwrap();
     s.put_audit_checkpoint(&cp(&log[19], "c")).await.unwrap();
     assert_eq!(s.audit_checkpoints().await.unwrap(), vec![cp(&log[9], "b"), cp(&log[19], "a")]);
+}
+
+async fn prescriptions_round_trip(s: Arc<dyn Store>) {
+    use carelens_domain::{Dispensing, Dose, Prescription, PrescriptionId, PrescriptionStatus, UserId};
+    let p = HealthId::from_number(1);
+    let rx = |n: u128, day: u32| Prescription {
+        id: PrescriptionId::from_u128(n),
+        patient: p.clone(),
+        provider: ProviderId::from_number(1),
+        prescriber: UserId::from_u128(1),
+        drug: "C10AA01".parse().expect("valid"),
+        display: "Simvastatin".into(),
+        strength: "20 mg".into(),
+        dose: Dose { amount: 1.0, unit: "tablet".into(), frequency: "0-0-1".into() },
+        start: date(2025, 1, day),
+        duration_days: 30,
+        refills_allowed: 2,
+        created_at: time(2025, 1, day, 9),
+        status: PrescriptionStatus::Active,
+        dispensings: vec![],
+        refill_requests: vec![],
+        acknowledged: vec![],
+        signature: carelens_domain::DocumentSignature {
+            algorithm: "ed25519".into(),
+            public_key_hex: "ab".repeat(32),
+            signature_hex: "cd".repeat(64),
+        },
+    };
+    let (later, earlier) = (rx(2, 9), rx(1, 2));
+    s.put_prescription(&later).await.unwrap();
+    s.put_prescription(&earlier).await.unwrap();
+    let mut filled = later.clone();
+    filled.dispensings.push(Dispensing { at: time(2025, 1, 10, 8), refill: false });
+    s.put_prescription(&filled).await.unwrap();
+    assert_eq!(s.get_prescription(&later.id).await.unwrap(), Some(filled.clone()));
+    assert_eq!(s.prescriptions_for(&p).await.unwrap(), vec![earlier, filled], "oldest first, upserted");
+    assert!(s.prescriptions_for(&HealthId::from_number(2)).await.unwrap().is_empty());
+    let mut bad = rx(3, 3);
+    bad.duration_days = 0;
+    assert!(matches!(s.put_prescription(&bad).await, Err(StoreError::Invalid { .. })));
 }
 
 async fn documents_round_trip(s: Arc<dyn Store>) {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, ConsentGrant, DocumentId, DocumentRef,
     Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet,
-    Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
+    Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -54,6 +54,8 @@ const PREDICTIONS: Shape =
 const CONSENTS: Shape =
     Shape { name: "consents", entity: "consent", dates: &[], times: &["valid_from", "valid_until", "revoked_at"] };
 const AUDIT: Shape = Shape { name: "audit", entity: "audit entry", dates: &[], times: &["at"] };
+const PRESCRIPTIONS: Shape =
+    Shape { name: "prescriptions", entity: "prescription", dates: &["start"], times: &["created_at"] };
 const DOCUMENTS: Shape = Shape { name: "documents", entity: "document", dates: &[], times: &["uploaded_at"] };
 const USERS: Shape = Shape { name: "users", entity: "user", dates: &[], times: &["created_at"] };
 const FEEDBACK: Shape = Shape { name: "feedback", entity: "feedback", dates: &[], times: &["at"] };
@@ -280,6 +282,7 @@ impl MongoStore {
             (&CONSENTS, vec![idx(doc! { "patient": 1 }, "patient")]),
             (&AUDIT, vec![idx(doc! { "patient": 1, "at": 1 }, "patient_at")]),
             (&DOCUMENTS, vec![idx(doc! { "patient": 1 }, "patient")]),
+            (&PRESCRIPTIONS, vec![idx(doc! { "patient": 1 }, "patient")]),
             (
                 &USERS,
                 vec![
@@ -1025,6 +1028,20 @@ impl Store for MongoStore {
 
     async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
         self.find_all(&CHECKPOINTS, doc! {}, doc! { "_id": 1 }).await
+    }
+
+    async fn put_prescription(&self, rx: &Prescription) -> Result<()> {
+        validate("prescription", rx.id, rx)?;
+        let d = encode(&PRESCRIPTIONS, rx.id.to_string().into(), rx)?;
+        self.upsert(&PRESCRIPTIONS, rx.id.to_string(), d).await
+    }
+
+    async fn get_prescription(&self, id: &PrescriptionId) -> Result<Option<Prescription>> {
+        self.find_one(&PRESCRIPTIONS, doc! { "_id": id.to_string() }).await
+    }
+
+    async fn prescriptions_for(&self, patient: &HealthId) -> Result<Vec<Prescription>> {
+        self.find_all(&PRESCRIPTIONS, doc! { "patient": patient.as_str() }, doc! { "created_at": 1, "_id": 1 }).await
     }
 
     async fn put_document(&self, doc_ref: &DocumentRef) -> Result<()> {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, ConsentGrant, DocumentId, DocumentRef,
     Feedback, GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage, Patient, PracticeClosure,
-    PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
+    PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -90,6 +90,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE audit_checkpoints (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
     CREATE INDEX audit_patient ON audit (patient_id, seq) WHERE patient_id IS NOT NULL;
+    "#,
+    // 7: records (#9): e-prescriptions.
+    r#"
+    CREATE TABLE prescriptions (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX prescriptions_patient ON prescriptions (patient_id);
     "#,
 ];
 
@@ -1109,6 +1114,46 @@ impl Store for SqliteStore {
                 "SELECT CAST(seq AS TEXT), body FROM audit_checkpoints ORDER BY seq",
                 [],
             )
+        })
+        .await
+    }
+
+    async fn put_prescription(&self, rx: &Prescription) -> Result<()> {
+        validate("prescription", rx.id, rx)?;
+        let r = rx.clone();
+        self.with_conn(move |c| {
+            upsert_all(c, &owned_upsert("prescriptions", "patient_id"), &[r], |r| {
+                Ok([text(r.id.to_string()), text(r.patient.as_str()), text(to_json(r)?)])
+            })
+        })
+        .await
+    }
+
+    async fn get_prescription(&self, id: &PrescriptionId) -> Result<Option<Prescription>> {
+        let id = *id;
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(
+                c,
+                "prescription",
+                "SELECT id, body FROM prescriptions WHERE id = ?1",
+                [id.to_string()],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn prescriptions_for(&self, patient: &HealthId) -> Result<Vec<Prescription>> {
+        let patient = patient.clone();
+        self.with_conn(move |c| {
+            let mut v: Vec<Prescription> = Self::query_bodies(
+                c,
+                "prescription",
+                "SELECT id, body FROM prescriptions WHERE patient_id = ?1",
+                [patient.as_str()],
+            )?;
+            v.sort_by_key(|a| (a.created_at, a.id));
+            Ok(v)
         })
         .await
     }

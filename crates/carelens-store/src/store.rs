@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use carelens_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditCheckpoint, AuditEntry, AuditOutcome,
     Category, ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening,
-    OutboxMessage, Patient, PracticeClosure, PredictionSet, Provider, ProviderId, Review, ScheduleRule, User, UserId,
+    OutboxMessage, Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review,
+    ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -331,6 +332,12 @@ pub trait Store: Send + Sync + 'static {
     async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()>;
     /// Every checkpoint, by `seq`.
     async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>>;
+
+    /// Upserts a prescription by id (dispensings and refill requests are recorded on it).
+    async fn put_prescription(&self, rx: &Prescription) -> Result<()>;
+    async fn get_prescription(&self, id: &PrescriptionId) -> Result<Option<Prescription>>;
+    /// A patient's prescriptions, oldest first.
+    async fn prescriptions_for(&self, patient: &HealthId) -> Result<Vec<Prescription>>;
 
     async fn put_document(&self, doc: &DocumentRef) -> Result<()>;
     async fn get_document(&self, id: &DocumentId) -> Result<Option<DocumentRef>>;

@@ -20,6 +20,7 @@ pub struct TransferReport {
     pub prediction_sets: u64,
     pub consents: u64,
     pub documents: u64,
+    pub prescriptions: u64,
     pub users: u64,
     pub feedback: u64,
     pub audit_entries: u64,
@@ -55,7 +56,8 @@ pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<Stri
         }
         page = got.next;
     }
-    let all = HistoryFilter::default();
+    // Corrected entries too: a copy keeps the record's whole history.
+    let all = HistoryFilter { include_superseded: true, ..HistoryFilter::default() };
     let mut page = Some(PageRequest::first(PAGE));
     while let Some(req) = page {
         let got = store.list_patients(req).await?;
@@ -67,6 +69,7 @@ pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<Stri
             line(&mut h, &store.prediction_sets(&p.id).await?);
             line(&mut h, &store.consents_for(&p.id).await?);
             line(&mut h, &store.documents_for(&p.id).await?);
+            line(&mut h, &store.prescriptions_for(&p.id).await?);
             line(&mut h, &store.feedback_for(&p.id).await?);
         }
         page = got.next;
@@ -118,7 +121,8 @@ pub async fn copy_all(
         to.apply(b).await?;
         page = got.next;
     }
-    let all = HistoryFilter::default();
+    // Corrected entries too: a copy keeps the record's whole history.
+    let all = HistoryFilter { include_superseded: true, ..HistoryFilter::default() };
     let mut page = Some(PageRequest::first(PAGE));
     while let Some(req) = page {
         let got = from.list_patients(req).await?;
@@ -126,6 +130,7 @@ pub async fn copy_all(
         let mut sets = Vec::new();
         let mut consents = Vec::new();
         let mut documents = Vec::new();
+        let mut prescriptions = Vec::new();
         let mut feedback = Vec::new();
         for p in &got.items {
             b.history.extend(from.history(&p.id, &all).await?);
@@ -134,6 +139,7 @@ pub async fn copy_all(
             sets.extend(from.prediction_sets(&p.id).await?);
             consents.extend(from.consents_for(&p.id).await?);
             documents.extend(from.documents_for(&p.id).await?);
+            prescriptions.extend(from.prescriptions_for(&p.id).await?);
             feedback.extend(from.feedback_for(&p.id).await?);
         }
         r.patients += got.items.len() as u64;
@@ -155,6 +161,10 @@ pub async fn copy_all(
         for d in &documents {
             to.put_document(d).await?;
             r.documents += 1;
+        }
+        for rx in &prescriptions {
+            to.put_prescription(rx).await?;
+            r.prescriptions += 1;
         }
         for f in &feedback {
             to.put_feedback(f).await?;
