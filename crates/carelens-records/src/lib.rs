@@ -6,5 +6,6 @@ pub mod audit;
 pub mod documents;
 pub mod fhir;
 pub mod keys;
+pub mod prescribing;
 
 pub use audit::{AUDIT_KEY_ENV, AuditError, AuditKey, Finding, Verification};
