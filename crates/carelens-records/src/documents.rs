@@ -150,9 +150,9 @@ pub struct NewDocument {
     pub signature: Option<DocumentSignature>,
 }
 
-/// Makes the uploader a server-held signing key (wrapped under their KEK) when they have none,
-/// stores it on their account and returns its seed.
-async fn server_seed(store: &dyn Store, keyring: &Keyring, user: &mut User) -> Result<[u8; 32], DocumentError> {
+/// The user's server-held signing seed; makes one (wrapped under their KEK, stored on their
+/// account) when they have none.
+pub async fn server_seed(store: &dyn Store, keyring: &Keyring, user: &mut User) -> Result<[u8; 32], DocumentError> {
     if let Some(w) = user.signing_keys.iter().rev().find_map(|k| k.wrapped_seed.as_ref()) {
         return Ok(keyring.unwrap_seed(&user.id, w)?);
     }

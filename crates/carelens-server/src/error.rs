@@ -74,6 +74,10 @@ codes! {
     ReviewNeedsVisit = FORBIDDEN, "review_needs_visit", "only patients with a completed appointment at this practice can review it";
     EntryNotFound = NOT_FOUND, "entry_not_found", "the patient has no history entry with this id that you may see";
     AlreadyCorrected = CONFLICT, "already_corrected", "this entry was already replaced by a correction; correct the newer entry";
+    PrescriptionWarnings = CONFLICT, "prescription_warnings", "the prescription raises warnings to acknowledge first: send their ids in `acknowledge` (POST …/prescriptions/check lists them)";
+    PrescriptionNotFound = NOT_FOUND, "prescription_not_found", "the patient has no prescription with this id that you may see";
+    NoRefillsLeft = CONFLICT, "no_refills_left", "every refill of this prescription was used; a new prescription is needed";
+    RefillPending = CONFLICT, "refill_pending", "a refill request is already waiting";
     DocumentNotFound = NOT_FOUND, "document_not_found", "the patient has no document with this id that you may see";
     DocumentExists = CONFLICT, "document_exists", "this document was already uploaded for this patient";
     DocumentTampered = CONFLICT, "document_tampered", "the stored document no longer matches its digest; do not trust it";

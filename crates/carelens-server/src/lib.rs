@@ -19,6 +19,7 @@ mod error;
 mod extract;
 mod jobs;
 pub mod kpis;
+pub mod prescriptions;
 pub mod record;
 mod routes;
 pub mod schedule;
@@ -95,6 +96,10 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             routes!(documents::upload, documents::list)
                 .layer(DefaultBodyLimit::max(carelens_records::documents::MAX_DOCUMENT_BYTES + 1024)),
         )
+        .routes(routes!(prescriptions::list, prescriptions::prescribe))
+        .routes(routes!(prescriptions::check))
+        .routes(routes!(prescriptions::request_refill))
+        .routes(routes!(prescriptions::dispense))
         .routes(routes!(documents::download))
         .routes(routes!(documents::verify))
         .routes(routes!(documents::list_keys, documents::register_key))

@@ -608,6 +608,7 @@ async fn the_openapi_document_matches_the_routes() {
             "GET /api/v1/patients/{id}/fhir",
             "GET /api/v1/patients/{id}/history",
             "GET /api/v1/patients/{id}/predictions",
+            "GET /api/v1/patients/{id}/prescriptions",
             "GET /api/v1/prediction-runs",
             "GET /api/v1/prediction-runs/{run}",
             "GET /api/v1/providers/search",
@@ -631,6 +632,10 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/patients/{id}/feedback",
             "POST /api/v1/patients/{id}/history",
             "POST /api/v1/patients/{id}/history/{entry}/correct",
+            "POST /api/v1/patients/{id}/prescriptions",
+            "POST /api/v1/patients/{id}/prescriptions/check",
+            "POST /api/v1/patients/{id}/prescriptions/{rx}/dispense",
+            "POST /api/v1/patients/{id}/prescriptions/{rx}/refill-request",
             "POST /api/v1/prediction-runs",
             "POST /api/v1/providers/{id}/reviews",
             "POST /api/v1/schedule/closures",
@@ -647,6 +652,7 @@ async fn the_openapi_document_matches_the_routes() {
             .replace("{digest}", &"0".repeat(64))
             .replace("{doc}", "00000000-0000-0000-0000-000000000000")
             .replace("{entry}", "00000000-0000-0000-0000-000000000000")
+            .replace("{rx}", "00000000-0000-0000-0000-000000000000")
             .replace("{name}", "x")
             .replace("{run}", "1");
         let r = app.call(method.parse().unwrap(), &path, None, None).await;
@@ -1513,4 +1519,98 @@ async fn doctors_add_and_correct_entries_and_nothing_is_overwritten() {
     let idor = format!("/api/v1/patients/{}/history/{new_id}/correct", no_set());
     let again = json!({"date": "2026-01-10", "reason": "trying another id", "entry": {"type": "procedure", "kind": "procedure", "display": "x"}});
     app.call(Method::POST, &idor, Some(&mine), Some(again)).await.error(StatusCode::NOT_FOUND, "entry_not_found");
+}
+
+#[tokio::test]
+async fn prescriptions_are_checked_signed_refilled_and_dispensed() {
+    let app = app().await;
+    let (mine, other, admin) = (app.login("dr.mine").await, app.login("dr.other").await, app.login("admin").await);
+    patient_user(&*app.store, 10, "pat.rx", in_care()).await;
+    let pat = app.login("pat.rx").await;
+    let base = format!("/api/v1/patients/{}", in_care());
+    let post = |path: String, token: String, body: Option<Value>| {
+        let app = &app;
+        async move { app.call(Method::POST, &path, Some(&token), body).await }
+    };
+    for entry in [
+        json!({"type": "allergy", "substance": "Penicillin", "substance_code": "J01CE02", "reaction": "hives", "severity": "severe"}),
+        json!({"type": "medication", "code": "B01AA03", "display": "Warfarin", "dose": {"amount": 5.0, "unit": "mg", "frequency": "1-0-0"}, "start": "2025-01-01"}),
+    ] {
+        let r =
+            post(format!("{base}/history"), mine.clone(), Some(json!({"date": "2025-01-01", "entry": entry}))).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    }
+    let order = |drug: &str, name: &str, ack: Vec<String>| {
+        json!({"drug": drug, "display": name, "strength": "500 mg", "dose": {"amount": 1.0, "unit": "tablet", "frequency": "1-0-1"},
+               "duration_days": 10, "refills": 1, "acknowledge": ack})
+    };
+
+    // The allergy and the interaction are found; prescribing waits for acknowledgement.
+    let w = post(format!("{base}/prescriptions/check"), mine.clone(), Some(order("J01CA04", "Amoxicillin", vec![])))
+        .await
+        .json();
+    assert_eq!(
+        (w["warnings"][0]["kind"].as_str(), w["warnings"][0]["severity"].as_str()),
+        (Some("allergy"), Some("major")),
+        "{w}"
+    );
+    let before = app.denied_audits().await;
+    let refused =
+        post(format!("{base}/prescriptions"), mine.clone(), Some(order("J01CA04", "Amoxicillin", vec![]))).await;
+    assert!(refused.error(StatusCode::CONFLICT, "prescription_warnings").contains("allergy:"));
+    assert_eq!(app.denied_audits().await, before + 1);
+    let w = post(format!("{base}/prescriptions/check"), mine.clone(), Some(order("M01AE02", "Naproxen", vec![])))
+        .await
+        .json();
+    let id = w["warnings"][0]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("interaction:B01AA+M01A"), "{w}");
+    let r =
+        post(format!("{base}/prescriptions"), mine.clone(), Some(order("M01AE02", "Naproxen", vec![id.clone()]))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.bytes));
+    let rx = r.json();
+    assert_eq!((rx["signature_valid"].as_bool(), rx["refills_left"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(rx["acknowledged"], json!([id]));
+    let rx_id = rx["id"].as_str().unwrap().to_owned();
+    // It is the patient's medication now: the next NSAID warns of a duplicate.
+    let w = post(format!("{base}/prescriptions/check"), mine.clone(), Some(order("M01AE01", "Ibuprofen", vec![])))
+        .await
+        .json();
+    assert!(w["warnings"].as_array().unwrap().iter().any(|w| w["kind"] == "duplicate_therapy"), "{w}");
+
+    // Only doctors of a treating practice prescribe.
+    post(format!("{base}/prescriptions"), pat.clone(), Some(order("C10AA01", "Simvastatin", vec![])))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    post(format!("{base}/prescriptions"), admin.clone(), Some(order("C10AA01", "Simvastatin", vec![])))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    post(format!("{base}/prescriptions"), other.clone(), Some(order("C10AA01", "Simvastatin", vec![])))
+        .await
+        .error(StatusCode::FORBIDDEN, "not_in_care");
+
+    // The patient sees it and asks for a refill; the practice dispenses the fill and the refill.
+    let mine_list = app.get(&format!("{base}/prescriptions"), &pat).await.json();
+    assert_eq!(mine_list[0]["id"], rx_id.as_str());
+    let refill = format!("{base}/prescriptions/{rx_id}/refill-request");
+    let dispense = format!("{base}/prescriptions/{rx_id}/dispense");
+    assert_eq!(post(refill.clone(), pat.clone(), None).await.json()["refill_pending"], true);
+    post(refill.clone(), pat.clone(), None).await.error(StatusCode::CONFLICT, "refill_pending");
+    post(refill.clone(), mine.clone(), None).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    post(dispense.clone(), other.clone(), None).await.error(StatusCode::FORBIDDEN, "not_in_care");
+    let first = post(dispense.clone(), mine.clone(), None).await.json();
+    assert_eq!((first["refills_left"].as_u64(), first["dispensed"].as_array().unwrap().len()), (Some(1), 1));
+    let second = post(dispense.clone(), mine.clone(), None).await.json();
+    assert_eq!((second["refills_left"].as_u64(), second["refill_pending"].as_bool()), (Some(0), Some(false)));
+    post(dispense, mine.clone(), None).await.error(StatusCode::CONFLICT, "no_refills_left");
+    post(refill, pat.clone(), None).await.error(StatusCode::CONFLICT, "no_refills_left");
+    // Another patient's URL does not reach it.
+    let idor = format!("/api/v1/patients/{}/prescriptions/{rx_id}/dispense", no_set());
+    post(idor, mine.clone(), None).await.error(StatusCode::NOT_FOUND, "prescription_not_found");
+    // The stored prescription is still covered by its signature; a changed one is not.
+    let stored = app.store.get_prescription(&rx_id.parse().unwrap()).await.unwrap().unwrap();
+    assert!(carelens_records::prescribing::verify(&stored));
+    let mut forged = stored.clone();
+    forged.refills_allowed = 9;
+    app.store.put_prescription(&forged).await.unwrap();
+    assert_eq!(app.get(&format!("{base}/prescriptions"), &mine).await.json()[0]["signature_valid"], false);
 }
