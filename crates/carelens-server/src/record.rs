@@ -56,6 +56,14 @@ pub async fn get_fhir_record(
     } else {
         None
     };
+    let mut prescriptions = store.prescriptions_for(&patient).await?;
+    prescriptions.retain(|p| {
+        access.sees(if carelens_records::fhir::maps::is_psychiatric(&p.drug) {
+            Category::MentalHealth
+        } else {
+            Category::Medication
+        })
+    });
     let bundle = export_bundle(&RecordExport {
         patient: &access.patient,
         entries: &entries,
@@ -64,6 +72,7 @@ pub async fn get_fhir_record(
         documents: &documents,
         audit: &audit,
         predictions: predictions.as_ref(),
+        prescriptions: &prescriptions,
     });
     let body = serde_json::to_vec(&bundle).map_err(ApiError::internal)?;
     Ok((

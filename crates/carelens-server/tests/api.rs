@@ -1606,6 +1606,37 @@ async fn prescriptions_are_checked_signed_refilled_and_dispensed() {
     // Another patient's URL does not reach it.
     let idor = format!("/api/v1/patients/{}/prescriptions/{rx_id}/dispense", no_set());
     post(idor, mine.clone(), None).await.error(StatusCode::NOT_FOUND, "prescription_not_found");
+    // The FHIR export carries it as a MedicationRequest (valid R4 when a validator is set up),
+    // and an import of that bundle skips it (its medication comes as a MedicationStatement).
+    let bundle = app.get(&format!("{base}/fhir"), &mine).await.json();
+    let req = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "MedicationRequest")
+        .unwrap();
+    assert_eq!(
+        (req["resource"]["intent"].as_str(), req["resource"]["dispenseRequest"]["numberOfRepeatsAllowed"].as_u64()),
+        (Some("order"), Some(1))
+    );
+    let back = carelens_records::fhir::parse_bundle(&serde_json::to_vec(&bundle).unwrap()).unwrap();
+    assert!(
+        back.report.problems.is_empty() && back.report.skipped.keys().any(|k| k.contains("carelens prescription")),
+        "{:?}",
+        back.report
+    );
+    if let (Some(python), Some(schema)) =
+        (std::env::var_os("CARELENS_FHIR_PYTHON"), std::env::var_os("CARELENS_FHIR_SCHEMA"))
+    {
+        let file = app._dir.path().join("rx-bundle.json");
+        std::fs::write(&file, serde_json::to_vec(&bundle).unwrap()).unwrap();
+        let manifest = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        let script = std::path::PathBuf::from(manifest).join("../../tests/e2e/validate_fhir.py");
+        let out = std::process::Command::new(python).arg(script).arg(schema).arg(&file).output().unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report[file.to_str().unwrap()], json!([]), "{report}");
+    }
+
     // The stored prescription is still covered by its signature; a changed one is not.
     let stored = app.store.get_prescription(&rx_id.parse().unwrap()).await.unwrap().unwrap();
     assert!(carelens_records::prescribing::verify(&stored));

@@ -11,13 +11,14 @@ use serde_json::{Value, json};
 use carelens_domain::{
     AllergySeverity, Appointment, AppointmentStatus, AuditAction, AuditEntry, AuditOutcome, BodyPart, Category,
     ClinicalStatus, Coding, ConsentGrant, DocumentRef, EntryId, Grantee, HistoryEntry, HistoryKind, InsuranceKind,
-    Modality, Patient, PredictionSet, ProcedureKind, RiskBand, Sex, SourceKind, TherapyModality, VaccineCode,
+    Modality, Patient, PredictionSet, Prescription, PrescriptionStatus, ProcedureKind, RiskBand, Sex, SourceKind,
+    TherapyModality, VaccineCode,
 };
 
 use super::maps::{self, ATC, CVX, DICOM_DCM, ICD10, LOINC, OPS, UCUM};
 use super::{
-    BODY_PART_EXT, CATEGORY_EXT, ENTRY_ID_SYSTEM, HEALTH_ID_SYSTEM, INSURANCE_EXT, PROCEDURE_KIND_SYSTEM, SEVERITY_EXT,
-    SOURCE_EXT, THERAPY_DURATION_EXT, THERAPY_SYSTEM,
+    BODY_PART_EXT, CATEGORY_EXT, ENTRY_ID_SYSTEM, HEALTH_ID_SYSTEM, INSURANCE_EXT, PRESCRIPTION_EXT,
+    PROCEDURE_KIND_SYSTEM, SEVERITY_EXT, SOURCE_EXT, THERAPY_DURATION_EXT, THERAPY_SYSTEM,
 };
 
 const PROVIDER_SYSTEM: &str = "https://carelens.dev/fhir/sid/provider-id";
@@ -37,6 +38,7 @@ pub struct RecordExport<'a> {
     pub documents: &'a [DocumentRef],
     pub audit: &'a [AuditEntry],
     pub predictions: Option<&'a PredictionSet>,
+    pub prescriptions: &'a [Prescription],
 }
 
 fn uuid_for(parts: &[&str]) -> String {
@@ -108,6 +110,10 @@ pub fn export_bundle(record: &RecordExport<'_>) -> Value {
     for a in record.audit {
         let uuid = uuid_for(&["AuditEvent", &a.seq.to_string(), &a.hash]);
         entries.push(entry_of(&uuid, audit_event(a, &uuid, &subject)));
+    }
+    for rx in record.prescriptions {
+        let uuid = rx.id.to_string();
+        entries.push(entry_of(&uuid, medication_request(rx, &uuid, &subject)));
     }
     if let Some(set) = record.predictions {
         let uuid = set.id.to_string();
@@ -411,6 +417,35 @@ pub(super) fn body_part(b: BodyPart) -> &'static str {
         BodyPart::Foot => "foot",
         BodyPart::Other => "other",
     }
+}
+
+fn medication_request(rx: &Prescription, uuid: &str, subject: &Value) -> Value {
+    let status = match rx.status {
+        PrescriptionStatus::Cancelled => "cancelled",
+        PrescriptionStatus::Active if rx.covered_until() < chrono::Utc::now().date_naive() => "completed",
+        PrescriptionStatus::Active => "active",
+    };
+    json!({
+        "resourceType": "MedicationRequest",
+        "id": uuid,
+        "extension": [{ "url": PRESCRIPTION_EXT, "valueString": format!("signed:{}", rx.signature.public_key_hex) }],
+        "identifier": [{ "system": "https://carelens.dev/fhir/sid/prescription-id", "value": uuid }],
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": concept(Some(coding(ATC, rx.drug.as_str(), None)), None, &rx.display),
+        "subject": subject,
+        "authoredOn": rx.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "requester": { "identifier": { "system": USER_SYSTEM, "value": rx.prescriber.to_string() } },
+        "dosageInstruction": [{
+            "text": format!("{}; {}", rx.strength, rx.dose.frequency),
+            "doseAndRate": [{ "doseQuantity": { "value": rx.dose.amount, "unit": rx.dose.unit } }],
+        }],
+        "dispenseRequest": {
+            "validityPeriod": { "start": rx.start.to_string() },
+            "numberOfRepeatsAllowed": rx.refills_allowed,
+            "expectedSupplyDuration": { "value": rx.duration_days, "unit": "days", "system": UCUM, "code": "d" },
+        },
+    })
 }
 
 fn appointment(a: &Appointment, uuid: &str, subject: &Value) -> Value {

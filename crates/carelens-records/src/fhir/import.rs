@@ -21,8 +21,8 @@ use carelens_domain::{
 
 use super::maps::{self, ATC, CVX, ICD10, LOINC, OPS, RXNORM, SNOMED};
 use super::{
-    BODY_PART_EXT, CATEGORY_EXT, ENTRY_ID_SYSTEM, FhirError, HEALTH_ID_SYSTEM, INSURANCE_EXT, PROCEDURE_KIND_SYSTEM,
-    R4_RESOURCE_TYPES, SEVERITY_EXT, SOURCE_EXT, THERAPY_DURATION_EXT, THERAPY_SYSTEM,
+    BODY_PART_EXT, CATEGORY_EXT, ENTRY_ID_SYSTEM, FhirError, HEALTH_ID_SYSTEM, INSURANCE_EXT, PRESCRIPTION_EXT,
+    PROCEDURE_KIND_SYSTEM, R4_RESOURCE_TYPES, SEVERITY_EXT, SOURCE_EXT, THERAPY_DURATION_EXT, THERAPY_SYSTEM,
 };
 
 /// The insurer id recorded for an imported patient whose bundle names no German insurer
@@ -649,6 +649,11 @@ fn medication(r: &Value, kind: &str, patient: &HealthId) -> Result<Made, Fail> {
     let status = str_at(r, &["status"]).unwrap_or("active");
     if matches!(status, "entered-in-error" | "cancelled" | "draft" | "not-taken") {
         return Ok(Made::Skipped(format!("{kind} ({status})")));
+    }
+    if extension(r, PRESCRIPTION_EXT).is_some() {
+        return Ok(Made::Skipped(format!(
+            "{kind} (a carelens prescription, also exported as its MedicationStatement)"
+        )));
     }
     let Some(concept) = r.get("medicationCodeableConcept") else {
         return Err(fail("medication[x]", "only medicationCodeableConcept is supported (not a Medication reference)"));

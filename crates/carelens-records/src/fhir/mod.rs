@@ -26,6 +26,9 @@ pub const INSURANCE_EXT: &str = "https://carelens.dev/fhir/StructureDefinition/i
 pub const SEVERITY_EXT: &str = "https://carelens.dev/fhir/StructureDefinition/allergy-severity";
 pub const THERAPY_DURATION_EXT: &str = "https://carelens.dev/fhir/StructureDefinition/therapy-duration-minutes";
 pub const BODY_PART_EXT: &str = "https://carelens.dev/fhir/StructureDefinition/body-part";
+/// Marks a MedicationRequest that is a carelens e-prescription (its medication is exported as
+/// a MedicationStatement too, so an import skips the request).
+pub const PRESCRIPTION_EXT: &str = "https://carelens.dev/fhir/StructureDefinition/prescription";
 pub const THERAPY_SYSTEM: &str = "https://carelens.dev/fhir/CodeSystem/therapy-modality";
 pub const PROCEDURE_KIND_SYSTEM: &str = "https://carelens.dev/fhir/CodeSystem/procedure-kind";
 

@@ -101,6 +101,7 @@ pub async fn export_patient(store: &dyn Store, id: &HealthId, actor: &Actor) -> 
     let documents = store.documents_for(id).await?;
     let audit = store.audit_for_patient(id, 10_000).await?;
     let predictions = store.latest_prediction_set(id).await?;
+    let prescriptions = store.prescriptions_for(id).await?;
     let bundle = export_bundle(&RecordExport {
         patient: &patient,
         entries: &entries,
@@ -109,6 +110,7 @@ pub async fn export_patient(store: &dyn Store, id: &HealthId, actor: &Actor) -> 
         documents: &documents,
         audit: &audit,
         predictions: predictions.as_ref(),
+        prescriptions: &prescriptions,
     });
     store
         .append_audit(AuditEvent {
