@@ -335,7 +335,29 @@ async function loadBooking() {
   initBooking();
   const dl = $("#download-record");
   if (!dl.dataset.bound) { dl.dataset.bound = "1"; dl.addEventListener("click", downloadRecord); }
-  await Promise.all([searchProviders(), loadMyAppointments(), loadConsents(), loadAccessLog()]);
+  await Promise.all([searchProviders(), loadMyAppointments(), loadPrescriptions(), loadConsents(), loadAccessLog()]);
+}
+
+async function loadPrescriptions() {
+  const tbody = $("#my-prescriptions tbody");
+  const me = session.user && session.user.patient;
+  if (!me) { tbody.replaceChildren(); return; }
+  try {
+    const list = await (await api(`/api/v1/patients/${me}/prescriptions`)).json();
+    tbody.replaceChildren(...(list.length ? list.map((p) => {
+      const ask = el("button", { type: "button", class: "refill" }, p.refill_pending ? "Refill requested" : "Request refill");
+      ask.disabled = p.refill_pending || p.refills_left === 0 || p.status !== "active";
+      ask.addEventListener("click", async () => {
+        try { await api(`/api/v1/patients/${me}/prescriptions/${p.id}/refill-request`, { method: "POST" }); await loadPrescriptions(); }
+        catch (e) { alert(e.message); }
+      });
+      return el("tr", { class: p.current ? "" : "inactive", dataset: { id: p.id } },
+        el("td", {}, `${p.display} (${p.strength})` + (p.signature_valid ? "" : " — signature invalid, ask your practice")),
+        el("td", {}, p.dose), el("td", {}, p.covered_until), el("td", {}, String(p.refills_left)), el("td", {}, ask));
+    }) : [el("tr", {}, el("td", { colSpan: 5, class: "muted" }, "No prescriptions."))]));
+  } catch (e) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colSpan: 5, class: "error" }, e.message)));
+  }
 }
 
 async function loadConsents() {
