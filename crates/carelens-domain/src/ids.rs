@@ -182,6 +182,7 @@ uuid_id!(DocumentId);
 uuid_id!(UserId);
 uuid_id!(FeedbackId);
 uuid_id!(PrescriptionId);
+uuid_id!(CareTeamId);
 
 /// The key of an object in the object store (local files or S3). Relative, `/`-separated,
 /// no `..`, characters `[A-Za-z0-9._-/]`.

@@ -6,6 +6,7 @@
 //! and every store calls it again before writing.
 
 mod audit;
+mod care_team;
 mod codes;
 mod condition;
 mod consent;
@@ -22,6 +23,7 @@ mod provider;
 mod user;
 
 pub use audit::{Actor, ActorRole, AuditAction, AuditCheckpoint, AuditEntry, AuditOutcome, GENESIS_HASH, verify_chain};
+pub use care_team::{CareTeam, MAX_TEAM_MEMBERS};
 pub use codes::{AtcCode, CvxCode, Icd10Code, LabDef, LoincCode, VaccineCode, lab_catalogue, lab_def};
 pub use condition::{Condition, GroundTruth};
 pub use consent::{ConsentGrant, EMERGENCY_HOURS, Grantee, MAX_EMERGENCY_REASON, MIN_EMERGENCY_REASON};
@@ -33,8 +35,8 @@ pub use history::{
     ReferenceRange, Source, SourceKind, Supersession, TherapyModality, TherapySession, Vaccination, is_dicom_uid,
 };
 pub use ids::{
-    AppointmentId, ClosureId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey, PredictionSetId,
-    PrescriptionId, ProviderId, ReviewId, RuleId, UserId,
+    AppointmentId, CareTeamId, ClosureId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey,
+    PredictionSetId, PrescriptionId, ProviderId, ReviewId, RuleId, UserId,
 };
 pub use message::{MessageKind, MessageState, OutboxMessage, valid_email};
 pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};

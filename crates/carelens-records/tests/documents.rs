@@ -9,10 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use carelens_domain::{
-    DocumentKind, DocumentRef, GeoPoint, HealthId, Insurance, InsuranceKind, Patient, PersonName, Residence, Role, Sex,
-    User, UserId,
-};
+use carelens_domain::{DocumentKind, DocumentRef, HealthId, Role, User, UserId};
 use carelens_records::documents::{self, DocumentError, NewDocument, Verdict};
 use carelens_records::keys::{Keyring, MasterKey};
 use carelens_store::{LocalObjects, MongoStore, ObjectStore, SqliteStore, Store};
@@ -37,23 +34,6 @@ fn user(id: u128, name: &str, role: Role) -> User {
         email: None,
         signing_keys: vec![],
     }
-}
-
-fn patient(n: u64) -> Patient {
-    Patient::new(
-        HealthId::from_number(n),
-        PersonName { given: "Test".into(), family: format!("Patient {n}") },
-        chrono::NaiveDate::from_ymd_opt(1980, 1, 1).unwrap(),
-        Sex::Female,
-        Residence {
-            region: "Berlin".into(),
-            city: "Berlin".into(),
-            postcode: "10115".into(),
-            location: GeoPoint::new(52.52, 13.405).unwrap(),
-        },
-        Insurance { kind: InsuranceKind::Statutory, insurer_id: "109519005".into() },
-    )
-    .unwrap()
 }
 
 fn pdf(text: &str) -> Vec<u8> {
@@ -95,7 +75,7 @@ async fn run(b: Backend) {
     store.put_user(&doctor).await.unwrap();
     store.put_user(&client).await.unwrap();
     // Rotation and verification walk the patients, so the documents' patients exist.
-    let patients = (1..=4).map(patient).collect();
+    let patients = (1..=4).map(carelens_store::conformance::fixtures::patient).collect();
     store.apply(carelens_store::WriteBatch { patients, ..Default::default() }).await.unwrap();
 
     // Server-held key: made on the first upload, stored only wrapped.

@@ -9,7 +9,7 @@
 //! (care teams, break-the-glass) arrives with the records module; it extends this function.
 
 use carelens_domain::{
-    Actor, AppointmentStatus, AuditAction, AuditOutcome, Category, Grantee, HealthId, Patient, Role,
+    Actor, AppointmentStatus, AuditAction, AuditOutcome, CareTeamId, Category, Grantee, HealthId, Patient, Role,
 };
 use carelens_store::AuditEvent;
 use chrono::Utc;
@@ -193,10 +193,25 @@ pub async fn check_patient_access(
             let now = Utc::now();
             let grantee = Grantee::Provider(provider.clone());
             let grants = state.store.consents_for(patient).await?;
+            // Care teams the patient granted that this practice belongs to count as the practice.
+            let mut teams: Vec<Grantee> = Vec::new();
+            for g in &grants {
+                if let Grantee::CareTeam(t) = &g.grantee
+                    && !teams.contains(&g.grantee)
+                    && let Ok(id) = t.parse::<CareTeamId>()
+                    && state.store.get_care_team(&id).await?.is_some_and(|team| team.includes(provider))
+                {
+                    teams.push(g.grantee.clone());
+                }
+            }
             // Treating doctors see everything but mental health; consent adds what it grants;
             // break-the-glass (an emergency grant) opens what it names, loudly.
-            let consented =
-                |c: Category| grants.iter().any(|g| g.emergency_reason.is_none() && g.allows(&grantee, c, now));
+            let consented = |c: Category| {
+                grants.iter().any(|g| {
+                    g.emergency_reason.is_none()
+                        && (g.allows(&grantee, c, now) || teams.iter().any(|t| g.allows(t, c, now)))
+                })
+            };
             let emergency =
                 |c: Category| grants.iter().any(|g| g.emergency_reason.is_some() && g.allows(&grantee, c, now));
             let categories: Vec<Category> = Category::ALL

@@ -9,8 +9,8 @@ use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use carelens_domain::{
-    Category, ConsentGrant, ConsentId, EMERGENCY_HOURS, Grantee, HealthId, MAX_EMERGENCY_REASON, MIN_EMERGENCY_REASON,
-    ProviderId, Role,
+    CareTeam, CareTeamId, Category, ConsentGrant, ConsentId, EMERGENCY_HOURS, Grantee, HealthId, MAX_EMERGENCY_REASON,
+    MIN_EMERGENCY_REASON, ProviderId, Role,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,10 @@ pub struct GrantRequest {
     /// A caregiver's or proxy's user name: a parent, a relative (give this or `provider`).
     #[serde(default)]
     pub caregiver: Option<String>,
+    /// A care team's id (from `GET /api/v1/care-teams`): every practice in it (give this,
+    /// `provider` or `caregiver`).
+    #[serde(default)]
+    pub care_team: Option<String>,
     /// e.g. `["diagnosis", "medication", "allergy"]`; `mental_health` only when listed
     pub categories: Vec<String>,
     /// Default: one year from now; at most two years
@@ -89,7 +93,13 @@ fn own_patient(session: &Session) -> ApiResult<HealthId> {
 async fn wire(state: &AppState, g: &ConsentGrant, now: DateTime<Utc>) -> ApiResult<ConsentWire> {
     let (provider, provider_name) = match &g.grantee {
         Grantee::Provider(p) => (Some(p.to_string()), state.store.get_provider(p).await?.map(|p| p.name)),
-        Grantee::CareTeam(t) => (None, Some(t.clone())),
+        Grantee::CareTeam(t) => {
+            let team = match t.parse::<CareTeamId>() {
+                Ok(id) => state.store.get_care_team(&id).await?,
+                Err(_) => None,
+            };
+            (None, Some(team.map_or_else(|| format!("care team {t}"), |t| format!("{} (care team)", t.name))))
+        }
         Grantee::Person(u) => (None, state.store.get_user(u).await?.map(|u| format!("{} (caregiver)", u.username))),
     };
     let caregiver = match &g.grantee {
@@ -137,15 +147,23 @@ pub async fn grant(
     Body(req): Body<GrantRequest>,
 ) -> ApiResult<(StatusCode, Json<ConsentWire>)> {
     let patient = own_patient(&session)?;
-    let grantee = match (&req.provider, &req.caregiver) {
-        (Some(raw), None) => {
+    let grantee = match (&req.provider, &req.caregiver, &req.care_team) {
+        (None, None, Some(raw)) => {
+            let id: CareTeamId =
+                raw.parse().map_err(|_| invalid(format!("care_team: `{raw}` is not a care team id")))?;
+            if state.store.get_care_team(&id).await?.is_none() {
+                return Err(invalid(format!("care_team: no care team `{raw}`")));
+            }
+            Grantee::CareTeam(id.to_string())
+        }
+        (Some(raw), None, None) => {
             let provider: ProviderId = raw.parse().map_err(|_| invalid(format!("`{raw}` is not a provider id")))?;
             if state.store.get_provider(&provider).await?.is_none() {
                 return Err(ApiError::of(ErrorCode::ProviderNotFound));
             }
             Grantee::Provider(provider)
         }
-        (None, Some(name)) => {
+        (None, Some(name), None) => {
             // Only another patient account can be a caregiver: staff see records through
             // their practice, never as a person.
             let user = state
@@ -156,7 +174,11 @@ pub async fn grant(
                 .ok_or_else(|| invalid(format!("caregiver: no patient account `{name}` (other than yours)")))?;
             Grantee::Person(user.id)
         }
-        _ => return Err(invalid("give either `provider` (a practice) or `caregiver` (a user name)")),
+        _ => {
+            return Err(invalid(
+                "give one of `provider` (a practice), `care_team` (a team of practices) or `caregiver` (a user name)",
+            ));
+        }
     };
     let categories = crate::booking::parse_categories("categories", &req.categories)?;
     let now = Utc::now();
@@ -263,4 +285,93 @@ pub async fn emergency(
             categories: g.categories.iter().map(|c| c.as_str().to_owned()).collect(),
         }),
     ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CareTeamWire {
+    pub id: String,
+    pub name: String,
+    /// The practices' provider ids.
+    pub members: Vec<String>,
+    /// Their names, in the same order.
+    pub member_names: Vec<String>,
+}
+
+async fn team_wire(state: &AppState, t: &CareTeam) -> ApiResult<CareTeamWire> {
+    let mut names = Vec::with_capacity(t.members.len());
+    for m in &t.members {
+        names.push(state.store.get_provider(m).await?.map_or_else(|| m.to_string(), |p| p.name));
+    }
+    Ok(CareTeamWire {
+        id: t.id.to_string(),
+        name: t.name.clone(),
+        members: t.members.iter().map(ToString::to_string).collect(),
+        member_names: names,
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CareTeamRequest {
+    /// e.g. `Heart failure team Mitte`.
+    pub name: String,
+    /// The other practices' provider ids; yours is added.
+    pub members: Vec<String>,
+}
+
+/// Care teams: doctors see the teams their practice is in; patients see every team, to grant
+/// one consent.
+#[utoipa::path(get, path = "/api/v1/care-teams", tag = "consent", security(("bearer" = [])), responses(
+    (status = 200, body = Vec<CareTeamWire>), (status = 403, body = ErrorBody, description = "`forbidden_role`")))]
+pub async fn list_teams(State(state): State<AppState>, session: Session) -> ApiResult<Json<Vec<CareTeamWire>>> {
+    let teams = state.store.list_care_teams().await?;
+    let visible: Vec<&CareTeam> = match (session.0.role, &session.0.provider) {
+        (Role::Patient, _) => teams.iter().collect(),
+        (Role::Doctor, Some(p)) => teams.iter().filter(|t| t.includes(p)).collect(),
+        _ => return Err(ApiError::new(ErrorCode::ForbiddenRole, "care teams are for doctors and patients")),
+    };
+    let mut out = Vec::with_capacity(visible.len());
+    for t in visible {
+        out.push(team_wire(&state, t).await?);
+    }
+    Ok(Json(out))
+}
+
+/// A doctor forms a care team of their practice and others.
+#[utoipa::path(post, path = "/api/v1/care-teams", tag = "consent", request_body = CareTeamRequest,
+    security(("bearer" = [])), responses(
+    (status = 201, body = CareTeamWire), (status = 400, body = ErrorBody, description = "`invalid_input`"),
+    (status = 403, body = ErrorBody, description = "`forbidden_role`")))]
+pub async fn create_team(
+    State(state): State<AppState>,
+    session: Session,
+    Body(req): Body<CareTeamRequest>,
+) -> ApiResult<(StatusCode, Json<CareTeamWire>)> {
+    let (Role::Doctor, Some(mine)) = (session.0.role, session.0.provider.clone()) else {
+        return Err(ApiError::new(ErrorCode::ForbiddenRole, "doctors of a practice form care teams"));
+    };
+    let mut members = vec![mine];
+    for raw in &req.members {
+        let p: ProviderId = raw.parse().map_err(|_| invalid(format!("members: `{raw}` is not a provider id")))?;
+        if state.store.get_provider(&p).await?.is_none() {
+            return Err(invalid(format!("members: no practice `{raw}`")));
+        }
+        if !members.contains(&p) {
+            members.push(p);
+        }
+    }
+    let team = CareTeam {
+        id: CareTeamId::random(),
+        name: req.name.trim().to_owned(),
+        members,
+        created_by: session.0.sub,
+        created_at: Utc::now(),
+    };
+    carelens_domain::Validate::validate(&team).map_err(|e| {
+        let carelens_domain::DomainError::Invalid { field, reason } = e;
+        invalid(format!("{field}: {reason}"))
+    })?;
+    state.store.put_care_team(&team).await?;
+    audit_write(&state, &session, None, &format!("care-teams/{}", team.id), "created").await?;
+    Ok((StatusCode::CREATED, Json(team_wire(&state, &team).await?)))
 }

@@ -86,6 +86,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(consent::list, consent::grant))
         .routes(routes!(consent::revoke))
         .routes(routes!(consent::emergency))
+        .routes(routes!(consent::list_teams, consent::create_team))
         .routes(routes!(routes::list_patients))
         .routes(routes!(routes::get_predictions))
         .routes(routes!(routes::get_evidence))

@@ -591,6 +591,7 @@ async fn the_openapi_document_matches_the_routes() {
         [
             "GET /api/v1/appointments/mine",
             "GET /api/v1/calendar",
+            "GET /api/v1/care-teams",
             "GET /api/v1/kpis",
             "GET /api/v1/kpis/{name}",
             "GET /api/v1/kpis/{name}/chart.svg",
@@ -624,6 +625,7 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/appointments/{id}/reschedule",
             "POST /api/v1/appointments/{id}/status",
             "POST /api/v1/auth/login",
+            "POST /api/v1/care-teams",
             "POST /api/v1/me/consents",
             "POST /api/v1/me/consents/{id}/revoke",
             "POST /api/v1/me/signing-keys",
@@ -1271,6 +1273,35 @@ async fn authorisation_matrix(app: App) {
         })
         .await
         .unwrap();
+    check(other.clone(), hist(consented()), false, "not_in_care").await;
+
+    // A care team: practice 1 forms one with practice 2; once patient 3 grants the team,
+    // practice 2 reads the granted categories; revoking the team's grant closes it again.
+    let team = post(
+        mine.clone(),
+        "/api/v1/care-teams".into(),
+        Some(json!({"name": "Heart team", "members": [ProviderId::from_number(2).as_str()]})),
+    )
+    .await;
+    assert_eq!(team.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&team.bytes));
+    let team = team.json();
+    assert_eq!(team["members"].as_array().unwrap().len(), 2, "{team}");
+    assert_eq!(app.get("/api/v1/care-teams", &other).await.json().as_array().unwrap().len(), 1);
+    post(pat3.clone(), "/api/v1/care-teams".into(), Some(json!({"name": "x", "members": []})))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    let tg = post(
+        pat3.clone(),
+        "/api/v1/me/consents".into(),
+        Some(json!({"care_team": team["id"], "categories": ["diagnosis"]})),
+    )
+    .await;
+    assert_eq!(tg.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&tg.bytes));
+    assert!(tg.json()["provider_name"].as_str().unwrap().contains("Heart team"));
+    check(other.clone(), hist(consented()), true, "").await;
+    check(other.clone(), fhir(consented()), true, "").await;
+    let tid = tg.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(post(pat3.clone(), format!("/api/v1/me/consents/{tid}/revoke"), None).await.status, StatusCode::OK);
     check(other.clone(), hist(consented()), false, "not_in_care").await;
     let listed = app.get("/api/v1/me/consents", &pat3).await.json();
     assert_eq!(listed.as_array().unwrap().iter().filter(|c| c["active"] == true).count(), 1, "{listed}");

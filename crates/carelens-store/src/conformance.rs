@@ -184,6 +184,7 @@ checks!(
     audit_chain_under_concurrency,
     documents_round_trip,
     prescriptions_round_trip,
+    care_teams_round_trip,
     users_are_unique_by_name,
     feedback_round_trip,
     meta_round_trip,
@@ -756,6 +757,28 @@ async fn audit_chain_under_concurrency(s: Arc<dyn Store>) {
     s.put_audit_checkpoint(&cp(&log[9], "b")).await.unwrap();
     s.put_audit_checkpoint(&cp(&log[19], "c")).await.unwrap();
     assert_eq!(s.audit_checkpoints().await.unwrap(), vec![cp(&log[9], "b"), cp(&log[19], "a")]);
+}
+
+async fn care_teams_round_trip(s: Arc<dyn Store>) {
+    use carelens_domain::{CareTeam, CareTeamId, UserId};
+    let team = |n: u128, day: u32, members: Vec<ProviderId>| CareTeam {
+        id: CareTeamId::from_u128(n),
+        name: format!("Team {n}"),
+        members,
+        created_by: UserId::from_u128(1),
+        created_at: time(2025, 2, day, 9),
+    };
+    let (a, b) = (team(1, 5, vec![ProviderId::from_number(1)]), team(2, 1, vec![ProviderId::from_number(2)]));
+    s.put_care_team(&a).await.unwrap();
+    s.put_care_team(&b).await.unwrap();
+    let mut grown = a.clone();
+    grown.members.push(ProviderId::from_number(3));
+    s.put_care_team(&grown).await.unwrap();
+    assert_eq!(s.get_care_team(&a.id).await.unwrap(), Some(grown.clone()));
+    assert_eq!(s.list_care_teams().await.unwrap(), vec![b, grown], "by creation time, upserted");
+    assert_eq!(s.get_care_team(&CareTeamId::from_u128(9)).await.unwrap(), None);
+    let twice = team(3, 1, vec![ProviderId::from_number(1), ProviderId::from_number(1)]);
+    assert!(matches!(s.put_care_team(&twice).await, Err(StoreError::Invalid { .. })));
 }
 
 async fn prescriptions_round_trip(s: Arc<dyn Store>) {

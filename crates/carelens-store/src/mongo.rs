@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, ConsentGrant, DocumentId, DocumentRef,
-    Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet,
-    Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
+    Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, CareTeam, CareTeamId, ConsentGrant,
+    DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient,
+    PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule, User,
+    UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -54,6 +55,7 @@ const PREDICTIONS: Shape =
 const CONSENTS: Shape =
     Shape { name: "consents", entity: "consent", dates: &[], times: &["valid_from", "valid_until", "revoked_at"] };
 const AUDIT: Shape = Shape { name: "audit", entity: "audit entry", dates: &[], times: &["at"] };
+const CARE_TEAMS: Shape = Shape { name: "care_teams", entity: "care team", dates: &[], times: &["created_at"] };
 const PRESCRIPTIONS: Shape =
     Shape { name: "prescriptions", entity: "prescription", dates: &["start"], times: &["created_at"] };
 const DOCUMENTS: Shape = Shape { name: "documents", entity: "document", dates: &[], times: &["uploaded_at"] };
@@ -1028,6 +1030,20 @@ impl Store for MongoStore {
 
     async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>> {
         self.find_all(&CHECKPOINTS, doc! {}, doc! { "_id": 1 }).await
+    }
+
+    async fn put_care_team(&self, team: &CareTeam) -> Result<()> {
+        validate("care team", team.id, team)?;
+        let d = encode(&CARE_TEAMS, team.id.to_string().into(), team)?;
+        self.upsert(&CARE_TEAMS, team.id.to_string(), d).await
+    }
+
+    async fn get_care_team(&self, id: &CareTeamId) -> Result<Option<CareTeam>> {
+        self.find_one(&CARE_TEAMS, doc! { "_id": id.to_string() }).await
+    }
+
+    async fn list_care_teams(&self) -> Result<Vec<CareTeam>> {
+        self.find_all(&CARE_TEAMS, doc! {}, doc! { "created_at": 1, "_id": 1 }).await
     }
 
     async fn put_prescription(&self, rx: &Prescription) -> Result<()> {

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use carelens_domain::{
-    Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, ConsentGrant, DocumentId, DocumentRef,
-    Feedback, GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage, Patient, PracticeClosure,
-    PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule, User, UserId, Validate,
+    Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, CareTeam, CareTeamId, ConsentGrant,
+    DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage,
+    Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule,
+    User, UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -95,6 +96,10 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE prescriptions (id TEXT PRIMARY KEY, patient_id TEXT NOT NULL, body TEXT NOT NULL);
     CREATE INDEX prescriptions_patient ON prescriptions (patient_id);
+    "#,
+    // 8: records (#9): care teams.
+    r#"
+    CREATE TABLE care_teams (id TEXT PRIMARY KEY, created_by TEXT NOT NULL, body TEXT NOT NULL);
     "#,
 ];
 
@@ -1114,6 +1119,35 @@ impl Store for SqliteStore {
                 "SELECT CAST(seq AS TEXT), body FROM audit_checkpoints ORDER BY seq",
                 [],
             )
+        })
+        .await
+    }
+
+    async fn put_care_team(&self, team: &CareTeam) -> Result<()> {
+        validate("care team", team.id, team)?;
+        let t = team.clone();
+        self.with_conn(move |c| {
+            upsert_all(c, &owned_upsert("care_teams", "created_by"), &[t], |t| {
+                Ok([text(t.id.to_string()), text(t.created_by.to_string()), text(to_json(t)?)])
+            })
+        })
+        .await
+    }
+
+    async fn get_care_team(&self, id: &CareTeamId) -> Result<Option<CareTeam>> {
+        let id = *id;
+        self.with_conn(move |c| {
+            Ok(Self::query_bodies(c, "care team", "SELECT id, body FROM care_teams WHERE id = ?1", [id.to_string()])?
+                .pop())
+        })
+        .await
+    }
+
+    async fn list_care_teams(&self) -> Result<Vec<CareTeam>> {
+        self.with_conn(move |c| {
+            let mut v: Vec<CareTeam> = Self::query_bodies(c, "care team", "SELECT id, body FROM care_teams", [])?;
+            v.sort_by_key(|t| (t.created_at, t.id));
+            Ok(v)
         })
         .await
     }

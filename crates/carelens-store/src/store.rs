@@ -3,9 +3,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use carelens_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditCheckpoint, AuditEntry, AuditOutcome,
-    Category, ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening,
-    OutboxMessage, Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review,
-    ScheduleRule, User, UserId,
+    CareTeam, CareTeamId, Category, ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId,
+    HistoryEntry, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId,
+    Provider, ProviderId, Review, ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -332,6 +332,12 @@ pub trait Store: Send + Sync + 'static {
     async fn put_audit_checkpoint(&self, checkpoint: &AuditCheckpoint) -> Result<()>;
     /// Every checkpoint, by `seq`.
     async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>>;
+
+    /// Upserts a care team by id.
+    async fn put_care_team(&self, team: &CareTeam) -> Result<()>;
+    async fn get_care_team(&self, id: &CareTeamId) -> Result<Option<CareTeam>>;
+    /// Every care team, by creation time.
+    async fn list_care_teams(&self) -> Result<Vec<CareTeam>>;
 
     /// Upserts a prescription by id (dispensings and refill requests are recorded on it).
     async fn put_prescription(&self, rx: &Prescription) -> Result<()>;

@@ -21,6 +21,7 @@ pub struct TransferReport {
     pub consents: u64,
     pub documents: u64,
     pub prescriptions: u64,
+    pub care_teams: u64,
     pub users: u64,
     pub feedback: u64,
     pub audit_entries: u64,
@@ -45,6 +46,7 @@ pub async fn digest(store: &dyn Store, objects: &dyn ObjectStore) -> Result<Stri
     let mut h = Sha256::new();
     line(&mut h, &store.list_meta().await?);
     line(&mut h, &store.list_users().await?);
+    line(&mut h, &store.list_care_teams().await?);
     let mut page = Some(PageRequest::first(PAGE));
     while let Some(req) = page {
         let got = store.list_providers(req).await?;
@@ -102,6 +104,10 @@ pub async fn copy_all(
     for (k, v) in from.list_meta().await? {
         to.set_meta(&k, &v).await?;
         r.meta += 1;
+    }
+    for t in from.list_care_teams().await? {
+        to.put_care_team(&t).await?;
+        r.care_teams += 1;
     }
     for u in from.list_users().await? {
         to.put_user(&u).await?;

@@ -42,16 +42,7 @@ pub struct RecordExport<'a> {
 }
 
 fn uuid_for(parts: &[&str]) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    EntryId::from_u128(u128::from_be_bytes(b)).to_string()
+    EntryId::from_u128(super::stable_id(parts)).to_string()
 }
 
 fn coding(system: &str, code: &str, display: Option<&str>) -> Value {

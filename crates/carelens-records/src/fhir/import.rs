@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use carelens_domain::{
     Allergy, AllergySeverity, AtcCode, BodyPart, ClinicalStatus, Coding, CvxCode, Diagnosis, Dose, EntryId, GeoPoint,
@@ -227,18 +226,6 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
-fn hash_id(parts: &[&str]) -> u128 {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0]);
-    }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    u128::from_be_bytes(b)
-}
-
 fn identifier<'a>(r: &'a Value, system: &str) -> Option<&'a str> {
     r.get("identifier")?
         .as_array()?
@@ -255,7 +242,9 @@ fn patient(r: &Value) -> Result<Patient, Fail> {
     let fhir_id = r.get("id").and_then(Value::as_str).unwrap_or_default();
     let id = match identifier(r, HEALTH_ID_SYSTEM) {
         Some(h) => h.parse::<HealthId>().map_err(|e| fail("identifier", e.to_string()))?,
-        None if !fhir_id.is_empty() => HealthId::from_number((hash_id(&["Patient", fhir_id]) & ((1 << 50) - 1)) as u64),
+        None if !fhir_id.is_empty() => {
+            HealthId::from_number((super::stable_id(&["Patient", fhir_id]) & ((1 << 50) - 1)) as u64)
+        }
         None => return Err(fail("id", "a Patient needs an id or a carelens Health ID identifier")),
     };
     let name = r.get("name").and_then(|n| n.get(0)).ok_or_else(|| fail("name", "missing"))?;
@@ -414,7 +403,7 @@ fn entry_id(r: &Value, patient: &HealthId, kind: &str, part: &str) -> Result<Ent
         return id.parse().map_err(|e: carelens_domain::DomainError| fail("identifier", e.to_string()));
     }
     let id = r.get("id").and_then(Value::as_str).ok_or_else(|| fail("id", "missing"))?;
-    Ok(EntryId::from_u128(hash_id(&[patient.as_str(), kind, id, part])))
+    Ok(EntryId::from_u128(super::stable_id(&[patient.as_str(), kind, id, part])))
 }
 
 fn is_mental_health(r: &Value) -> bool {

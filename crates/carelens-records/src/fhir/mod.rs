@@ -32,6 +32,21 @@ pub const PRESCRIPTION_EXT: &str = "https://carelens.dev/fhir/StructureDefinitio
 pub const THERAPY_SYSTEM: &str = "https://carelens.dev/fhir/CodeSystem/therapy-modality";
 pub const PROCEDURE_KIND_SYSTEM: &str = "https://carelens.dev/fhir/CodeSystem/procedure-kind";
 
+/// A stable 128-bit id from parts (SHA-256 of the parts, NUL-separated): the same resource
+/// always gets the same carelens id, so re-importing updates in place.
+pub(crate) fn stable_id(parts: &[&str]) -> u128 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(b)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FhirError {
     #[error("not JSON at line {line}, column {column}: {message}")]
