@@ -1390,8 +1390,20 @@ fn file_with(root: &std::path::Path, bytes: &[u8]) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn documents_are_checked_signed_encrypted_and_verified() {
-    use carelens_records::documents as docs;
     let app = app().await;
+    let root = app._dir.path().to_path_buf();
+    documents_flow(app, &root).await;
+}
+
+#[tokio::test]
+async fn documents_are_checked_signed_encrypted_and_verified_on_mongodb_and_s3() {
+    let Some((app, _mongo, s3)) = app_on_servers().await else { return };
+    documents_flow(app, &s3.data_dir()).await;
+}
+
+/// `object_root`: where the object store keeps the bytes on disk (to tamper with them).
+async fn documents_flow(app: App, object_root: &std::path::Path) {
+    use carelens_records::documents as docs;
     let (mine, other) = (app.login("dr.mine").await, app.login("dr.other").await);
     let base = format!("/api/v1/patients/{}/documents", in_care());
     let up = format!("{base}?kind=lab_report&title=Blood%20count");
@@ -1478,7 +1490,7 @@ async fn documents_are_checked_signed_encrypted_and_verified() {
     // The stored bytes edited on disk: verification and download both say so.
     let stored = app.store.get_document(&id.parse().unwrap()).await.unwrap().unwrap();
     let ciphertext = app.objects.get(&stored.object_key).await.unwrap();
-    let path = file_with(app._dir.path(), &ciphertext);
+    let path = file_with(object_root, &ciphertext);
     let mut edited = ciphertext.clone();
     edited[20] ^= 1;
     std::fs::write(&path, edited).unwrap();
@@ -1489,7 +1501,16 @@ async fn documents_are_checked_signed_encrypted_and_verified() {
 
 #[tokio::test]
 async fn doctors_add_and_correct_entries_and_nothing_is_overwritten() {
-    let app = app().await;
+    corrections_flow(app().await).await;
+}
+
+#[tokio::test]
+async fn corrections_keep_history_on_mongodb() {
+    let Some((app, _mongo, _s3)) = app_on_servers().await else { return };
+    corrections_flow(app).await;
+}
+
+async fn corrections_flow(app: App) {
     let (mine, other) = (app.login("dr.mine").await, app.login("dr.other").await);
     patient_user(&*app.store, 10, "pat.own", in_care()).await;
     let pat = app.login("pat.own").await;
@@ -1554,7 +1575,16 @@ async fn doctors_add_and_correct_entries_and_nothing_is_overwritten() {
 
 #[tokio::test]
 async fn prescriptions_are_checked_signed_refilled_and_dispensed() {
-    let app = app().await;
+    prescriptions_flow(app().await).await;
+}
+
+#[tokio::test]
+async fn prescriptions_work_on_mongodb() {
+    let Some((app, _mongo, _s3)) = app_on_servers().await else { return };
+    prescriptions_flow(app).await;
+}
+
+async fn prescriptions_flow(app: App) {
     let (mine, other, admin) = (app.login("dr.mine").await, app.login("dr.other").await, app.login("admin").await);
     patient_user(&*app.store, 10, "pat.rx", in_care()).await;
     let pat = app.login("pat.rx").await;
