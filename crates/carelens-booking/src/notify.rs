@@ -61,6 +61,8 @@ pub fn body(kind: MessageKind, provider: &Provider, a: &Appointment) -> String {
         MessageKind::Reminder24h => "A reminder: your appointment is tomorrow.",
         MessageKind::Reminder2h => "A reminder: your appointment is in two hours.",
         MessageKind::Cancellation => "Your appointment has been cancelled; the time is free again.",
+        // Prescription messages have texts of their own (`carelens_records::reminders`).
+        MessageKind::MedicationReminder | MessageKind::RefillReminder => "A reminder about your appointment.",
     };
     let next = match kind {
         MessageKind::Cancellation => "To book another time, sign in to carelens and search again.",
@@ -86,6 +88,7 @@ pub fn subject(kind: MessageKind, provider: &Provider, a: &Appointment) -> Strin
         MessageKind::Reminder24h => format!("Reminder: appointment tomorrow, {when}"),
         MessageKind::Reminder2h => format!("Reminder: appointment today, {when}"),
         MessageKind::Cancellation => format!("Appointment cancelled: {when}"),
+        MessageKind::MedicationReminder | MessageKind::RefillReminder => format!("Reminder: appointment {when}"),
     }
 }
 

@@ -38,12 +38,12 @@ pub use ids::{
     AppointmentId, CareTeamId, ClosureId, ConsentId, DocumentId, EntryId, FeedbackId, HealthId, ObjectKey,
     PredictionSetId, PrescriptionId, ProviderId, ReviewId, RuleId, UserId,
 };
-pub use message::{MessageKind, MessageState, OutboxMessage, valid_email};
+pub use message::{MessageKind, MessageState, MessageSubject, OutboxMessage, prescription_message_id, valid_email};
 pub use patient::{GeoPoint, Insurance, InsuranceKind, Patient, PersonName, Residence, Sex};
 pub use prediction::{
     DiagnosisPrediction, EvidenceKind, EvidenceRef, ModelRef, PredictionSet, Probability, RiskBand, SourceProbability,
 };
-pub use prescription::{Dispensing, Prescription, PrescriptionStatus, RefillRequest, RefillState};
+pub use prescription::{Dispensing, MAX_REMINDER_TIMES, Prescription, PrescriptionStatus, RefillRequest, RefillState};
 pub use provider::{
     Address, Appointment, AppointmentStatus, LanguageCode, Opening, PracticeClosure, Provenance, Provider,
     ProviderKind, RatingSummary, Review, ScheduleRule, Slot, SlotSource, Specialty, VisitType,

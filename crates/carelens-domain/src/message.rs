@@ -1,6 +1,7 @@
 //! The notification outbox: one row per message an appointment owes its patient
-//! (confirmation, reminders, cancellation), persisted before anything is sent, so that a
-//! crash, a restart or an unreachable mail server loses nothing and sends nothing twice.
+//! (confirmation, reminders, cancellation) or a prescription owes its patient (medication and
+//! refill reminders), persisted before anything is sent, so that a crash, a restart or an
+//! unreachable mail server loses nothing and sends nothing twice.
 
 use std::fmt;
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Validate;
 use crate::error::{Result, ensure};
-use crate::ids::AppointmentId;
+use crate::ids::{AppointmentId, PrescriptionId};
 
 /// What a message tells the patient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,6 +22,10 @@ pub enum MessageKind {
     #[serde(rename = "reminder_2h")]
     Reminder2h,
     Cancellation,
+    /// Time to take a prescribed medication (the patient chose the times).
+    MedicationReminder,
+    /// A prescription's supply runs out in a few days and refills are left.
+    RefillReminder,
 }
 
 impl MessageKind {
@@ -30,7 +35,43 @@ impl MessageKind {
             Self::Reminder24h => "reminder_24h",
             Self::Reminder2h => "reminder_2h",
             Self::Cancellation => "cancellation",
+            Self::MedicationReminder => "medication_reminder",
+            Self::RefillReminder => "refill_reminder",
         }
+    }
+
+    /// Whether the message is about a prescription (else about an appointment).
+    pub fn is_about_prescription(self) -> bool {
+        matches!(self, Self::MedicationReminder | Self::RefillReminder)
+    }
+}
+
+/// What a message is about: the key the outbox files it under, so that everything an
+/// appointment or a prescription owes can be listed and cancelled at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageSubject {
+    Appointment(AppointmentId),
+    Prescription(PrescriptionId),
+}
+
+impl fmt::Display for MessageSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Appointment(a) => a.fmt(f),
+            Self::Prescription(p) => p.fmt(f),
+        }
+    }
+}
+
+impl From<AppointmentId> for MessageSubject {
+    fn from(a: AppointmentId) -> Self {
+        Self::Appointment(a)
+    }
+}
+
+impl From<PrescriptionId> for MessageSubject {
+    fn from(p: PrescriptionId) -> Self {
+        Self::Prescription(p)
     }
 }
 
@@ -59,15 +100,21 @@ impl MessageState {
     }
 }
 
-/// One message in the outbox. Its id is derived from the appointment, the kind and the
-/// appointment start it was scheduled for, so enqueueing the same message twice (a retried
+/// One message in the outbox. Its id is derived from the appointment (or prescription), the
+/// kind and the time it was scheduled for, so enqueueing the same message twice (a retried
 /// booking request, a crash between booking and enqueueing) stores it once.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxMessage {
     pub id: String,
-    pub appointment: AppointmentId,
+    /// The appointment an appointment message is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appointment: Option<AppointmentId>,
+    /// The prescription a medication or refill reminder is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prescription: Option<PrescriptionId>,
     pub kind: MessageKind,
-    /// The appointment start this message was scheduled for.
+    /// The appointment start this message was scheduled for; for a prescription's
+    /// reminders, the time the reminder is for.
     pub start: DateTime<Utc>,
     /// The recipient's e-mail address.
     pub to: String,
@@ -109,7 +156,8 @@ impl OutboxMessage {
     ) -> Result<Self> {
         let m = Self {
             id: format!("{appointment}.{}.{}", kind.as_str(), start.timestamp()),
-            appointment,
+            appointment: Some(appointment),
+            prescription: None,
             kind,
             start,
             to: to.to_owned(),
@@ -124,6 +172,54 @@ impl OutboxMessage {
         m.validate()?;
         Ok(m)
     }
+
+    /// A pending reminder of `kind` about `prescription`, for and due at `at`, scheduled under
+    /// the prescription's reminder settings `revision` (so that times chosen again after a
+    /// change are new messages, not the ones cancelled by the change).
+    pub fn for_prescription(
+        prescription: PrescriptionId,
+        kind: MessageKind,
+        at: DateTime<Utc>,
+        to: &str,
+        revision: u32,
+    ) -> Result<Self> {
+        let m = Self {
+            id: prescription_message_id(prescription, kind, at, revision),
+            appointment: None,
+            prescription: Some(prescription),
+            kind,
+            start: at,
+            to: to.to_owned(),
+            due: at,
+            state: MessageState::Pending,
+            attempts: 0,
+            next_attempt: at,
+            leased_until: None,
+            last_error: None,
+            sent_at: None,
+        };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// The appointment or prescription the message is about.
+    pub fn subject(&self) -> Option<MessageSubject> {
+        match (self.appointment, self.prescription) {
+            (Some(a), None) => Some(MessageSubject::Appointment(a)),
+            (None, Some(p)) => Some(MessageSubject::Prescription(p)),
+            _ => None,
+        }
+    }
+}
+
+/// The id of the reminder of `kind` about `prescription` at `at` under settings `revision`.
+pub fn prescription_message_id(
+    prescription: PrescriptionId,
+    kind: MessageKind,
+    at: DateTime<Utc>,
+    revision: u32,
+) -> String {
+    format!("{prescription}.{}.{}.r{revision}", kind.as_str(), at.timestamp())
 }
 
 /// Whether `s` can be a mail recipient: `local@domain`, printable ASCII, no spaces or line
@@ -141,6 +237,18 @@ pub fn valid_email(s: &str) -> bool {
 impl Validate for OutboxMessage {
     fn validate(&self) -> Result<()> {
         ensure(!self.id.is_empty() && self.id.len() <= 128, "message.id", || "must be 1–128 characters".into())?;
+        let subject_fits = match self.subject() {
+            Some(MessageSubject::Appointment(_)) => !self.kind.is_about_prescription(),
+            Some(MessageSubject::Prescription(_)) => self.kind.is_about_prescription(),
+            None => false,
+        };
+        ensure(subject_fits, "message.subject", || {
+            format!(
+                "a {} message is about exactly one {}",
+                self.kind.as_str(),
+                if self.kind.is_about_prescription() { "prescription" } else { "appointment" }
+            )
+        })?;
         ensure(valid_email(&self.to), "message.to", || "is not an e-mail address (local@domain)".into())?;
         ensure(self.next_attempt >= self.due, "message.next_attempt", || "is before the due time".into())?;
         ensure(self.state != MessageState::Sent || self.sent_at.is_some(), "message.sent_at", || {
@@ -175,5 +283,26 @@ mod tests {
         assert_eq!(m1.id, m2.id);
         assert_ne!(m1.id, OutboxMessage::new(a, MessageKind::Reminder2h, t, "a@b.de", t).unwrap().id);
         assert!(OutboxMessage::new(a, MessageKind::Confirmation, t, "nobody", t).is_err());
+    }
+
+    #[test]
+    fn a_message_is_about_the_subject_its_kind_needs() {
+        let t = DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z").unwrap().with_timezone(&Utc);
+        let rx = PrescriptionId::from_u128(9);
+        let m = OutboxMessage::for_prescription(rx, MessageKind::MedicationReminder, t, "a@b.de", 0).unwrap();
+        assert_eq!(m.subject(), Some(MessageSubject::Prescription(rx)));
+        let next = OutboxMessage::for_prescription(rx, MessageKind::MedicationReminder, t, "a@b.de", 1).unwrap();
+        assert_ne!(m.id, next.id, "a new revision of the settings makes new messages");
+        assert!(OutboxMessage::for_prescription(rx, MessageKind::Reminder2h, t, "a@b.de", 0).is_err());
+        assert!(OutboxMessage::new(AppointmentId::from_u128(1), MessageKind::RefillReminder, t, "a@b.de", t).is_err());
+        let mut both = m.clone();
+        both.appointment = Some(AppointmentId::from_u128(1));
+        assert!(both.validate().is_err());
+        // Messages stored before prescriptions had reminders still read.
+        let old = r#"{"id":"x","appointment":"00000000-0000-0000-0000-000000000007","kind":"confirmation",
+            "start":"2026-12-01T08:00:00Z","to":"a@b.de","due":"2026-12-01T08:00:00Z","state":"pending",
+            "attempts":0,"next_attempt":"2026-12-01T08:00:00Z"}"#;
+        let old: OutboxMessage = serde_json::from_str(old).unwrap();
+        assert_eq!(old.subject(), Some(MessageSubject::Appointment(AppointmentId::from_u128(7))));
     }
 }

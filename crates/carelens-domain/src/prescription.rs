@@ -1,7 +1,7 @@
 //! e-Prescriptions: a doctor prescribes an ATC-coded drug with strength, dose, duration and
 //! refills; dispensings and refill requests are recorded on it; it is signed like a document.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Validate;
@@ -13,6 +13,9 @@ use crate::ids::{HealthId, PrescriptionId, ProviderId, UserId};
 
 /// The most refills one prescription may allow.
 pub const MAX_REFILLS: u8 = 12;
+
+/// The most medication reminders a day a patient may ask for on one prescription.
+pub const MAX_REMINDER_TIMES: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -68,8 +71,20 @@ pub struct Prescription {
     /// The warnings (allergy, interaction, duplicate) the prescriber saw and acknowledged.
     #[serde(default)]
     pub acknowledged: Vec<String>,
+    /// When the patient wants to be reminded to take it (Berlin wall-clock times, sorted);
+    /// empty: no reminders. The patient's choice, so not covered by the signature.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminder_times: Vec<NaiveTime>,
+    /// Counts changes of `reminder_times`; reminder messages carry it in their ids, so those
+    /// queued under earlier settings lapse.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reminder_revision: u32,
     /// The prescriber's Ed25519 signature over [`Prescription::signed_message`].
     pub signature: DocumentSignature,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Prescription {
@@ -132,6 +147,11 @@ impl Validate for Prescription {
             "must not be empty, e.g. `1-0-1`".into()
         })?;
         ensure((1..=365).contains(&self.duration_days), "prescription.duration_days", || "1 to 365".into())?;
+        ensure(
+            self.reminder_times.len() <= MAX_REMINDER_TIMES && self.reminder_times.windows(2).all(|w| w[0] < w[1]),
+            "prescription.reminder_times",
+            || format!("at most {MAX_REMINDER_TIMES} different times a day, sorted"),
+        )?;
         ensure(self.refills_allowed <= MAX_REFILLS, "prescription.refills_allowed", || format!("at most {MAX_REFILLS}"))
     }
 }

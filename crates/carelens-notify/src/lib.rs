@@ -1,12 +1,14 @@
 //! Delivers what the outbox holds: booking confirmations, reminders and cancellations by
-//! e-mail, each with the appointment as an iCalendar (`.ics`) attachment.
+//! e-mail, each with the appointment as an iCalendar (`.ics`) attachment, and a prescription's
+//! medication and refill reminders (`carelens_records::reminders`).
 //!
 //! The outbox lives in the store (`Store::enqueue_messages` at booking time), so nothing is
 //! lost when the mail server is down or carelens restarts. A [`Deliverer`] claims due
 //! messages with a lease (concurrent workers never take the same one), sends each, and
 //! records the outcome: sent; retried with exponential backoff after a temporary failure;
 //! dead after a permanent refusal or too many attempts. A message whose appointment moved or
-//! was cancelled meanwhile is cancelled instead of sent.
+//! was cancelled meanwhile is cancelled instead of sent, as is a medication reminder the patient
+//! turned off, whose prescription was cancelled, or whose time is long past.
 //!
 //! Exactly once: the outbox holds one row per message (its id comes from the appointment, the
 //! kind and the start), a claimed message is held by one worker, and it is marked sent as
@@ -25,7 +27,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use thiserror::Error;
 
 use carelens_booking::notify;
-use carelens_domain::{AppointmentStatus, MessageKind, MessageState, OutboxMessage};
+use carelens_domain::{AppointmentStatus, MessageKind, MessageState, MessageSubject, OutboxMessage};
+use carelens_records::reminders;
 use carelens_store::Store;
 
 #[derive(Debug, Error)]
@@ -115,6 +118,15 @@ fn redact(url: &str) -> String {
     }
 }
 
+enum Prepared {
+    /// The e-mail, or why it cannot be composed (a permanent failure).
+    Ready(std::result::Result<Message, String>),
+    /// Its appointment moved or was cancelled, or the reminder is no longer wanted.
+    Stale,
+    /// What it is about is gone; the reason.
+    Gone(String),
+}
+
 enum SendFailure {
     Temporary(String),
     Permanent(String),
@@ -159,7 +171,8 @@ pub struct DeliveryReport {
     pub retried: u32,
     /// Given up (permanent refusal, too many attempts, or the appointment is gone).
     pub dead: u32,
-    /// Not sent because the appointment moved or was cancelled meanwhile.
+    /// Not sent because the appointment moved or was cancelled meanwhile, or the reminder is no
+    /// longer wanted.
     pub cancelled: u32,
     /// The last failure, if any (no recipient or content in it).
     pub last_error: Option<String>,
@@ -198,29 +211,55 @@ impl Deliverer {
         }
     }
 
-    async fn deliver_one(&self, mut m: OutboxMessage, now: DateTime<Utc>, report: &mut DeliveryReport) -> Result<()> {
-        let appointment = self.store.get_appointment(&m.appointment).await?;
-        let provider = match &appointment {
-            Some(a) => self.store.get_provider(&a.provider).await?,
-            None => None,
-        };
-        let (Some(a), Some(provider)) = (appointment, provider) else {
-            m.state = MessageState::Dead;
-            m.last_error = Some("the appointment or its practice no longer exists".into());
-            report.dead += 1;
-            return Ok(self.store.finish_message(&m).await?);
-        };
-        let stale = match m.kind {
-            MessageKind::Cancellation => a.status != AppointmentStatus::Cancelled,
-            _ => a.start != m.start || a.status.is_final() || a.start <= now,
-        };
-        if stale {
-            m.state = MessageState::Cancelled;
-            report.cancelled += 1;
-            return Ok(self.store.finish_message(&m).await?);
+    /// The e-mail `m` should become, or why it should not be sent.
+    async fn prepare(&self, m: &OutboxMessage, now: DateTime<Utc>) -> Result<Prepared> {
+        let gone = |what: &str| Prepared::Gone(format!("the {what} or its practice no longer exists"));
+        match m.subject() {
+            Some(MessageSubject::Appointment(id)) => {
+                let Some(a) = self.store.get_appointment(&id).await? else { return Ok(gone("appointment")) };
+                let Some(provider) = self.store.get_provider(&a.provider).await? else {
+                    return Ok(gone("appointment"));
+                };
+                let stale = match m.kind {
+                    MessageKind::Cancellation => a.status != AppointmentStatus::Cancelled,
+                    _ => a.start != m.start || a.status.is_final() || a.start <= now,
+                };
+                if stale {
+                    return Ok(Prepared::Stale);
+                }
+                Ok(Prepared::Ready(self.compose(m, &a, &provider, now)))
+            }
+            Some(MessageSubject::Prescription(id)) => {
+                let Some(rx) = self.store.get_prescription(&id).await? else { return Ok(gone("prescription")) };
+                let Some(provider) = self.store.get_provider(&rx.provider).await? else {
+                    return Ok(gone("prescription"));
+                };
+                if !reminders::still_wanted(m, &rx, now) {
+                    return Ok(Prepared::Stale);
+                }
+                Ok(Prepared::Ready(self.compose_reminder(m, &rx, &provider.name, now)))
+            }
+            None => Ok(Prepared::Gone("the message is about neither an appointment nor a prescription".into())),
         }
+    }
+
+    async fn deliver_one(&self, mut m: OutboxMessage, now: DateTime<Utc>, report: &mut DeliveryReport) -> Result<()> {
+        let composed = match self.prepare(&m, now).await? {
+            Prepared::Gone(why) => {
+                m.state = MessageState::Dead;
+                m.last_error = Some(why);
+                report.dead += 1;
+                return Ok(self.store.finish_message(&m).await?);
+            }
+            Prepared::Stale => {
+                m.state = MessageState::Cancelled;
+                report.cancelled += 1;
+                return Ok(self.store.finish_message(&m).await?);
+            }
+            Prepared::Ready(composed) => composed,
+        };
         m.attempts += 1;
-        let outcome = match self.compose(&m, &a, &provider, now) {
+        let outcome = match composed {
             Ok(message) => self.transport.send(&m.id, message).await,
             Err(e) => Err(SendFailure::Permanent(e)),
         };
@@ -255,6 +294,24 @@ impl Deliverer {
             }
         }
         Ok(self.store.finish_message(&m).await?)
+    }
+
+    fn compose_reminder(
+        &self,
+        m: &OutboxMessage,
+        rx: &carelens_domain::Prescription,
+        practice: &str,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Message, String> {
+        let to = m.to.parse::<Mailbox>().map_err(|e| format!("recipient address: {e}"))?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(reminders::subject(m.kind, m.start))
+            .message_id(Some(format!("<{}@carelens>", m.id)))
+            .date(now.into())
+            .singlepart(SinglePart::plain(reminders::body(m.kind, rx, practice, m.start)))
+            .map_err(|e| e.to_string())
     }
 
     fn compose(

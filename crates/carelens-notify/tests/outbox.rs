@@ -8,7 +8,7 @@ use std::sync::Arc;
 use carelens_booking::notify::{outbox_for_booking, outbox_for_cancellation};
 use carelens_domain::{AppointmentStatus, MessageKind, MessageState};
 use carelens_notify::{Deliverer, RetryPolicy, Transport};
-use carelens_store::conformance::fixtures::{appointment, patient, provider, time};
+use carelens_store::conformance::fixtures::{appointment, date, patient, prescription, provider, time};
 use carelens_store::{SqliteStore, Store, WriteBatch};
 use chrono::Duration;
 
@@ -69,7 +69,8 @@ async fn each_message_goes_out_once_and_reminders_when_due() {
     assert_eq!(d.deliver_due(a.start - Duration::hours(23)).await.unwrap().sent, 1);
     assert_eq!(d.deliver_due(a.start - Duration::minutes(90)).await.unwrap().sent, 1);
     assert_eq!(eml(&mail).len(), 3);
-    let states: Vec<_> = s.messages_for(&a.id).await.unwrap().into_iter().map(|m| (m.state, m.attempts)).collect();
+    let states: Vec<_> =
+        s.messages_for(&a.id.into()).await.unwrap().into_iter().map(|m| (m.state, m.attempts)).collect();
     assert_eq!(states, vec![(MessageState::Sent, 1); 3]);
     // Enqueueing the booking's messages again (a retried request) sends nothing more.
     assert_eq!(s.enqueue_messages(&msgs).await.unwrap(), 0);
@@ -91,16 +92,16 @@ async fn an_unreachable_server_means_retries_with_backoff_then_dead() {
     let r = d.deliver_due(now).await.unwrap();
     assert_eq!((r.sent, r.retried), (0, 1));
     assert!(r.last_error.is_some());
-    let m = &s.messages_for(&a.id).await.unwrap()[0];
+    let m = &s.messages_for(&a.id.into()).await.unwrap()[0];
     assert_eq!((m.state, m.attempts, m.next_attempt), (MessageState::Pending, 1, now + Duration::minutes(1)));
     // Not before the backoff ends.
     assert_eq!(d.deliver_due(now + Duration::seconds(30)).await.unwrap().retried, 0);
     assert_eq!(d.deliver_due(now + Duration::minutes(1)).await.unwrap().retried, 1);
-    let m = &s.messages_for(&a.id).await.unwrap()[0];
+    let m = &s.messages_for(&a.id.into()).await.unwrap()[0];
     assert_eq!(m.next_attempt, now + Duration::minutes(1) + Duration::minutes(2));
     let r = d.deliver_due(now + Duration::minutes(3)).await.unwrap();
     assert_eq!(r.dead, 1, "the third failure is the last");
-    let m = &s.messages_for(&a.id).await.unwrap()[0];
+    let m = &s.messages_for(&a.id.into()).await.unwrap()[0];
     assert_eq!(m.state, MessageState::Dead);
     assert!(m.last_error.as_deref().unwrap().contains("gave up after 3 attempts"), "{:?}", m.last_error);
 }
@@ -127,7 +128,7 @@ async fn moved_and_cancelled_appointments_do_not_get_stale_reminders() {
     s.enqueue_messages(&outbox_for_booking(&moved, "patient@example.org", now).unwrap()).await.unwrap();
     assert_eq!(d.deliver_due(now).await.unwrap().sent, 1);
     let cancelled = s.set_appointment_status(&a.id, AppointmentStatus::Cancelled, now).await.unwrap();
-    assert_eq!(s.cancel_messages(&a.id).await.unwrap(), 2);
+    assert_eq!(s.cancel_messages(&a.id.into()).await.unwrap(), 2);
     s.enqueue_messages(&[outbox_for_cancellation(&cancelled, "patient@example.org", now).unwrap()]).await.unwrap();
     let r = d.deliver_due(moved.start).await.unwrap();
     assert_eq!((r.sent, r.cancelled), (1, 0));
@@ -135,4 +136,70 @@ async fn moved_and_cancelled_appointments_do_not_get_stale_reminders() {
     let cancel = files.iter().find(|f| f.contains("cancellation")).unwrap();
     let text = std::fs::read_to_string(mail.join(cancel)).unwrap();
     assert!(text.contains("METHOD:CANCEL") && text.contains("Subject: Appointment cancelled"), "{text}");
+}
+
+#[tokio::test]
+async fn medication_reminders_go_out_at_their_time_without_the_drug_and_lapse_when_changed() {
+    use carelens_records::reminders::{self, berlin};
+    use chrono::NaiveTime;
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, _) = store_with_booking(tmp.path()).await;
+    let at = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+    // Ten days from 1 Dec 2026, one refill, reminders at 08:00 and 20:00, chosen at midnight.
+    let mut rx = prescription(7, &patient(1).id, &provider(1).id, date(2026, 12, 1), 10, 1);
+    rx.reminder_times = vec![at(8, 0), at(20, 0)];
+    s.put_prescription(&rx).await.unwrap();
+    let now = berlin(date(2026, 12, 1), at(0, 0));
+    let msgs = reminders::schedule(&rx, "patient@example.org", now).unwrap();
+    assert_eq!(msgs.len(), 10 * 2 + 1, "every dose of the supply, and one refill reminder");
+    assert_eq!(s.enqueue_messages(&msgs).await.unwrap(), 21);
+    let mail = tmp.path().join("mail");
+    let d = Deliverer::new(
+        Arc::clone(&s),
+        Transport::Dir(mail.clone()),
+        "carelens@carelens.example",
+        RetryPolicy::default(),
+    )
+    .unwrap();
+
+    // 08:05 on the first day: the 08:00 reminder, once; nothing of the evening yet.
+    let first = berlin(date(2026, 12, 1), at(8, 5));
+    assert_eq!(d.deliver_due(first).await.unwrap().sent, 1);
+    assert_eq!(d.deliver_due(first).await.unwrap().sent, 0);
+    let text = std::fs::read_to_string(mail.join(&eml(&mail)[0])).unwrap();
+    assert!(text.contains("Subject: Reminder: your medication (08:00)"), "{text}");
+    for secret in ["Simvastatin", "C10AA01", "20 mg", "Given1", "Family1"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+
+    // The server was down all evening: the 20:00 reminder is not sent at 23:00 (misleading), it
+    // lapses.
+    let r = d.deliver_due(berlin(date(2026, 12, 1), at(23, 0))).await.unwrap();
+    assert_eq!((r.sent, r.cancelled), (0, 1));
+
+    // The patient turns reminders off (a new settings revision): the queued ones lapse at their
+    // time even before anyone cancels them.
+    rx.reminder_times.clear();
+    rx.reminder_revision += 1;
+    s.put_prescription(&rx).await.unwrap();
+    let r = d.deliver_due(berlin(date(2026, 12, 2), at(8, 0))).await.unwrap();
+    assert_eq!((r.sent, r.cancelled), (0, 1));
+    // And back on at 08:00 only: new messages under the new revision go out; the refill reminder
+    // comes three days before the supply ends (10 Dec), at 09:00.
+    rx.reminder_times = vec![at(8, 0)];
+    rx.reminder_revision += 1;
+    s.put_prescription(&rx).await.unwrap();
+    let now = berlin(date(2026, 12, 2), at(12, 0));
+    assert_eq!(s.cancel_messages(&rx.id.into()).await.unwrap(), 18, "the rest under the old settings");
+    let again = reminders::schedule(&rx, "patient@example.org", now).unwrap();
+    assert_eq!(s.enqueue_messages(&again).await.unwrap(), 8 + 1);
+    assert_eq!(d.deliver_due(berlin(date(2026, 12, 3), at(8, 10))).await.unwrap().sent, 1);
+    // Down from 4 Dec until 8 Dec 09:00: the old doses lapse; the one an hour ago still goes,
+    // and so does the refill reminder.
+    let r = d.deliver_due(berlin(date(2026, 12, 8), at(9, 0))).await.unwrap();
+    assert_eq!((r.sent, r.cancelled), (2, 4));
+    let refill = eml(&mail).into_iter().find(|f| f.contains("refill_reminder")).unwrap();
+    let text = std::fs::read_to_string(mail.join(refill)).unwrap();
+    assert!(text.contains("Subject: Reminder: your prescription runs out soon"), "{text}");
+    assert!(text.contains("lasts until 10.12.2026") && text.contains("1 refill(s) left"), "{text}");
 }

@@ -203,6 +203,8 @@ mod tests {
             dispensings: vec![],
             refill_requests: vec![],
             acknowledged: vec![],
+            reminder_times: vec![],
+            reminder_revision: 0,
             signature: DocumentSignature {
                 algorithm: String::new(),
                 public_key_hex: String::new(),

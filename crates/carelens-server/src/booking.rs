@@ -474,7 +474,7 @@ async fn after_booking(
 /// Where an appointment's messages go: the address its earlier messages went to, else the
 /// signed-in patient's.
 async fn recipient(state: &AppState, session: &Session, a: &Appointment) -> ApiResult<Option<String>> {
-    if let Some(m) = state.store.messages_for(&a.id).await?.into_iter().next() {
+    if let Some(m) = state.store.messages_for(&a.id.into()).await?.into_iter().next() {
         return Ok(Some(m.to));
     }
     if session.0.patient.as_ref() == Some(&a.patient) {
@@ -536,7 +536,7 @@ pub async fn reschedule(
     state.directory.touch_openings(state.store.as_ref(), &a.provider).await?;
     // The old time's pending reminders go; the new time gets its own.
     if let Some(to) = recipient(&state, &session, &a).await? {
-        state.store.cancel_messages(&a.id).await?;
+        state.store.cancel_messages(&a.id.into()).await?;
         let msgs = outbox_for_booking(&moved, &to, Utc::now()).map_err(|e| invalid(e.to_string()))?;
         state.store.enqueue_messages(&msgs).await?;
     }
@@ -574,7 +574,7 @@ pub async fn set_status(
     if updated.status.is_final() {
         // Cancelled, completed or no-show: no more reminders; a cancellation is announced.
         let to = recipient(&state, &session, &a).await?;
-        state.store.cancel_messages(&a.id).await?;
+        state.store.cancel_messages(&a.id.into()).await?;
         if let Some(to) = to
             && status == AppointmentStatus::Cancelled
         {

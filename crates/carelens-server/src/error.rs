@@ -78,6 +78,7 @@ codes! {
     PrescriptionNotFound = NOT_FOUND, "prescription_not_found", "the patient has no prescription with this id that you may see";
     NoRefillsLeft = CONFLICT, "no_refills_left", "every refill of this prescription was used; a new prescription is needed";
     RefillPending = CONFLICT, "refill_pending", "a refill request is already waiting";
+    NoEmail = CONFLICT, "no_email", "your account has no e-mail address to send reminders to; ask the practice or an administrator to add one";
     DocumentNotFound = NOT_FOUND, "document_not_found", "the patient has no document with this id that you may see";
     DocumentExists = CONFLICT, "document_exists", "this document was already uploaded for this patient";
     DocumentTampered = CONFLICT, "document_tampered", "the stored document no longer matches its digest; do not trust it";

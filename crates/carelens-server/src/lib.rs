@@ -101,6 +101,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(prescriptions::check))
         .routes(routes!(prescriptions::request_refill))
         .routes(routes!(prescriptions::dispense))
+        .routes(routes!(prescriptions::set_reminders))
         .routes(routes!(documents::download))
         .routes(routes!(documents::verify))
         .routes(routes!(documents::list_keys, documents::register_key))

@@ -2,8 +2,9 @@
 //! ATC-coded drug; carelens checks it against the patient's allergies, current medication
 //! and active prescriptions (`carelens_records::prescribing`) and refuses until every warning
 //! is acknowledged; the prescription is signed with the doctor's key and also recorded as a
-//! medication in the history. Patients request refills; the prescribing practice records
-//! dispensings.
+//! medication in the history. Patients request refills and choose medication reminders (sent
+//! by e-mail through the outbox, `carelens_records::reminders`); the prescribing practice
+//! records dispensings, and each refill extends the reminders to the new supply.
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -13,8 +14,9 @@ use carelens_domain::{
     PrescriptionId, PrescriptionStatus, RefillRequest, RefillState, Role, Source, SourceKind, Validate,
 };
 use carelens_records::prescribing::{self, Warning};
+use carelens_records::reminders;
 use carelens_store::{HistoryFilter, WriteBatch};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -105,6 +107,8 @@ pub struct PrescriptionWire {
     /// The Ed25519 signature still covers what was prescribed.
     pub signature_valid: bool,
     pub acknowledged: Vec<String>,
+    /// The patient's medication reminders (Berlin time, `HH:MM`); empty: none.
+    pub reminder_times: Vec<String>,
 }
 
 impl PrescriptionWire {
@@ -128,6 +132,7 @@ impl PrescriptionWire {
             provider: p.provider.to_string(),
             signature_valid: prescribing::verify(p),
             acknowledged: p.acknowledged.clone(),
+            reminder_times: p.reminder_times.iter().map(|t| t.format("%H:%M").to_string()).collect(),
         }
     }
 }
@@ -178,6 +183,8 @@ fn draft(req: &PrescribeRequest, session: &Session, patient: &HealthId) -> ApiRe
         dispensings: vec![],
         refill_requests: vec![],
         acknowledged: vec![],
+        reminder_times: vec![],
+        reminder_revision: 0,
         signature: carelens_domain::DocumentSignature {
             algorithm: "ed25519".into(),
             public_key_hex: String::new(),
@@ -380,7 +387,87 @@ pub async fn dispense(
     }
     state.store.put_prescription(&p).await?;
     state.store.apply(WriteBatch { history: vec![medication_entry(&p)?], ..WriteBatch::default() }).await?;
+    // A refill extends the supply: remind through the new days, to where reminders went so far.
+    if !p.reminder_times.is_empty()
+        && let Some(to) = state.store.messages_for(&p.id.into()).await?.into_iter().next_back().map(|m| m.to)
+    {
+        let msgs = reminders::schedule(&p, &to, Utc::now()).map_err(ApiError::internal)?;
+        state.store.enqueue_messages(&msgs).await?;
+    }
     let what = if refill { "refill dispensed" } else { "dispensed" };
     audit_update(&state, &session, &patient, &format!("prescriptions/{}", p.id), what).await?;
     Ok(Json(PrescriptionWire::new(&p)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemindersRequest {
+    /// Berlin wall-clock times, `HH:MM`, at most four; `[]` turns reminders off.
+    pub times: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemindersResponse {
+    pub prescription: PrescriptionWire,
+    /// Reminders now waiting in the outbox for this prescription.
+    pub scheduled: usize,
+}
+
+/// Choose when to be reminded (by e-mail) to take your own prescription, or turn reminders
+/// off with `[]`. Reminders cover each day of the supply dispensed so far, plus one about the
+/// refill three days before it runs out; they never name the drug.
+#[utoipa::path(put, path = "/api/v1/patients/{id}/prescriptions/{rx}/reminders", tag = "prescriptions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Health ID"), ("rx" = String, Path, description = "prescription id")),
+    request_body = RemindersRequest, responses(
+    (status = 200, body = RemindersResponse),
+    (status = 400, body = ErrorBody, description = "`invalid_input`: a time is not `HH:MM`, repeated, or more than four"),
+    (status = 403, body = ErrorBody, description = "`forbidden_role`"),
+    (status = 404, body = ErrorBody, description = "`prescription_not_found`"),
+    (status = 409, body = ErrorBody, description = "`no_email`")))]
+pub async fn set_reminders(
+    State(state): State<AppState>,
+    session: Session,
+    UrlPath((id, rx)): UrlPath<(String, String)>,
+    Body(req): Body<RemindersRequest>,
+) -> ApiResult<Json<RemindersResponse>> {
+    let patient = health_id(&id)?;
+    if session.0.role != Role::Patient || session.0.patient.as_ref() != Some(&patient) {
+        audit_denied(&state, &session, Some(&patient), "prescriptions", "forbidden_role").await;
+        return Err(ApiError::new(ErrorCode::ForbiddenRole, "patients choose reminders for their own prescriptions"));
+    }
+    let mut times = Vec::with_capacity(req.times.len());
+    for t in &req.times {
+        let parsed = NaiveTime::parse_from_str(t, "%H:%M")
+            .map_err(|_| invalid(format!("times: `{t}` is not a time of day as HH:MM, e.g. 08:00")))?;
+        times.push(parsed);
+    }
+    let times = reminders::normalise_times(&times).map_err(|e| invalid(format!("times: {e}")))?;
+    let mut p = find(&state, &patient, &rx).await?;
+    let to = if times.is_empty() {
+        None
+    } else {
+        if p.status != PrescriptionStatus::Active {
+            return Err(invalid("the prescription was cancelled; there is nothing to remind of"));
+        }
+        let Some(to) = state.store.get_user(&session.0.sub).await?.and_then(|u| u.email) else {
+            return Err(ApiError::of(ErrorCode::NoEmail));
+        };
+        Some(to)
+    };
+    // New settings, new revision: what was queued under the old ones is cancelled here (and
+    // would lapse at delivery if this request died in between).
+    p.reminder_times = times;
+    p.reminder_revision = p.reminder_revision.saturating_add(1);
+    p.validate().map_err(|e| invalid(e.to_string()))?;
+    state.store.put_prescription(&p).await?;
+    state.store.cancel_messages(&p.id.into()).await?;
+    let mut scheduled = 0;
+    if let Some(to) = to {
+        let msgs = reminders::schedule(&p, &to, Utc::now()).map_err(ApiError::internal)?;
+        scheduled = msgs.len();
+        state.store.enqueue_messages(&msgs).await?;
+    }
+    let what = if p.reminder_times.is_empty() { "reminders off" } else { "reminders set" };
+    audit_update(&state, &session, &patient, &format!("prescriptions/{}", p.id), what).await?;
+    Ok(Json(RemindersResponse { prescription: PrescriptionWire::new(&p), scheduled }))
 }

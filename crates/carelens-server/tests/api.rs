@@ -12,7 +12,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use carelens_domain::{
     AuditOutcome, Category, ConsentGrant, ConsentId, DiagnosisPrediction, EvidenceKind, EvidenceRef, Grantee, HealthId,
-    ModelRef, Opening, Probability, Provenance, ProviderId, RiskBand, Role, SourceProbability, User, VisitType,
+    MessageKind, MessageState, MessageSubject, ModelRef, Opening, OutboxMessage, PrescriptionId, Probability,
+    Provenance, ProviderId, RiskBand, Role, SourceProbability, User, VisitType,
 };
 use carelens_server::{AppState, Claims, PredictionRunner, RunRequest, ServerConfig, TokenKey, hash_password, router};
 use carelens_store::conformance::fixtures;
@@ -645,6 +646,7 @@ async fn the_openapi_document_matches_the_routes() {
             "POST /api/v1/schedule/rules",
             "POST /api/v1/schedule/rules/{id}/end",
             "POST /api/v1/users",
+            "PUT /api/v1/patients/{id}/prescriptions/{rx}/reminders",
         ]
     );
     for op in &operations {
@@ -837,7 +839,7 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
     assert_eq!(grants.len(), 1, "{grants:?}");
     assert_eq!(grants[0].categories, [carelens_domain::Category::Medication, carelens_domain::Category::Allergy]);
     assert_eq!(grants[0].valid_until, Some(at(15) + chrono::Duration::days(30)));
-    let messages = app.store.messages_for(&appt_id).await.unwrap();
+    let messages = app.store.messages_for(&appt_id.into()).await.unwrap();
     assert_eq!(messages.len(), 3);
     assert!(messages.iter().all(|m| m.to == "pat.one@example.org"));
     app.book(&one, Some("k-1"), json!({"provider": p1.as_str(), "start": at(15)}))
@@ -876,7 +878,7 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
         let n = |s| ms.iter().filter(|m| m.state == s).count();
         (n(carelens_domain::MessageState::Pending), n(carelens_domain::MessageState::Cancelled))
     };
-    let messages = app.store.messages_for(&appt_id).await.unwrap();
+    let messages = app.store.messages_for(&appt_id.into()).await.unwrap();
     assert_eq!(state_counts(&messages), (3, 3));
     assert!(messages.iter().filter(|m| m.state == carelens_domain::MessageState::Pending).all(|m| m.start == at(30)));
     let free = openings(app.get(&window, &one).await.json());
@@ -905,7 +907,7 @@ async fn patients_search_book_once_move_and_cancel_and_doctors_keep_the_calendar
         .await;
     assert_eq!(cancelled.json()["status"], "cancelled");
     // Reminders go; the cancellation is announced.
-    let messages = app.store.messages_for(&appt_id).await.unwrap();
+    let messages = app.store.messages_for(&appt_id.into()).await.unwrap();
     assert_eq!(state_counts(&messages), (1, 6));
     assert!(
         messages.iter().any(|m| m.kind == carelens_domain::MessageKind::Cancellation
@@ -1584,6 +1586,65 @@ async fn prescriptions_work_on_mongodb() {
     prescriptions_flow(app).await;
 }
 
+/// The reminders waiting in the outbox for prescription `rx_id`.
+async fn pending_reminders(app: &App, rx_id: &str) -> Vec<OutboxMessage> {
+    let subject: MessageSubject = rx_id.parse::<PrescriptionId>().unwrap().into();
+    let all = app.store.messages_for(&subject).await.unwrap();
+    all.into_iter().filter(|m| m.state == MessageState::Pending).collect()
+}
+
+/// The patient chooses reminder times for prescription `rx_id` (ten days from today, one
+/// refill, none chosen yet); leaves them at 09:00.
+async fn medication_reminders(app: &App, base: &str, rx_id: &str, pat: &str, doctor: &str) {
+    let path = format!("{base}/prescriptions/{rx_id}/reminders");
+    let put = async |token: &str, body: Value| app.call(Method::PUT, &path, Some(token), Some(body)).await;
+    let pending = async || pending_reminders(app, rx_id).await;
+    assert!(pending().await.is_empty());
+    // Reminders need an e-mail address; the patient has none yet.
+    put(pat, json!({"times": ["08:00"]})).await.error(StatusCode::CONFLICT, "no_email");
+    let mut user = app.store.user_by_name("pat.rx").await.unwrap().unwrap();
+    user.email = Some("pat.rx@example.org".into());
+    app.store.put_user(&user).await.unwrap();
+    for bad in [
+        json!({"times": ["8am"]}),
+        json!({"times": ["08:00", "08:00"]}),
+        json!({"times": ["01:00", "02:00", "03:00", "04:00", "05:00"]}),
+    ] {
+        assert!(put(pat, bad.clone()).await.error(StatusCode::BAD_REQUEST, "invalid_input").contains("times"), "{bad}");
+    }
+    put(doctor, json!({"times": ["08:00"]})).await.error(StatusCode::FORBIDDEN, "forbidden_role");
+    // Not another patient's prescription, not one that is not the patient's.
+    let elsewhere = format!("/api/v1/patients/{}/prescriptions/{rx_id}/reminders", no_set());
+    app.call(Method::PUT, &elsewhere, Some(pat), Some(json!({"times": ["08:00"]})))
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_role");
+    let unknown = format!("{base}/prescriptions/{}/reminders", PrescriptionId::from_u128(404));
+    app.call(Method::PUT, &unknown, Some(pat), Some(json!({"times": ["08:00"]})))
+        .await
+        .error(StatusCode::NOT_FOUND, "prescription_not_found");
+    assert!(pending().await.is_empty(), "refused requests schedule nothing");
+
+    let r = put(pat, json!({"times": ["20:00", "08:00"]})).await.json();
+    assert_eq!(r["prescription"]["reminder_times"], json!(["08:00", "20:00"]));
+    let first = pending().await;
+    assert_eq!(r["scheduled"].as_u64(), Some(first.len() as u64));
+    // Ten days twice a day (today's may be past already) and one refill reminder.
+    assert!((19..=21).contains(&first.len()), "{}", first.len());
+    assert_eq!(first.iter().filter(|m| m.kind == MessageKind::RefillReminder).count(), 1);
+    // Changing the times replaces them; turning them off leaves nothing pending.
+    let r = put(pat, json!({"times": ["09:00"]})).await.json();
+    let second = pending().await;
+    assert_eq!(r["scheduled"].as_u64(), Some(second.len() as u64));
+    assert!(second.iter().all(|m| first.iter().all(|f| f.id != m.id)), "old settings' reminders are cancelled");
+    assert_eq!(put(pat, json!({"times": []})).await.json()["scheduled"], 0);
+    assert!(pending().await.is_empty());
+    let listed = app.get(&format!("{base}/prescriptions"), pat).await.json();
+    assert_eq!(listed[0]["reminder_times"], json!([]));
+    // On again at 09:00 for the rest of the test.
+    put(pat, json!({"times": ["09:00"]})).await.json();
+    assert_eq!(pending().await.len(), second.len());
+}
+
 async fn prescriptions_flow(app: App) {
     let (mine, other, admin) = (app.login("dr.mine").await, app.login("dr.other").await, app.login("admin").await);
     patient_user(&*app.store, 10, "pat.rx", in_care()).await;
@@ -1652,6 +1713,9 @@ async fn prescriptions_flow(app: App) {
     // The patient sees it and asks for a refill; the practice dispenses the fill and the refill.
     let mine_list = app.get(&format!("{base}/prescriptions"), &pat).await.json();
     assert_eq!(mine_list[0]["id"], rx_id.as_str());
+    medication_reminders(&app, &base, &rx_id, &pat, &mine).await;
+    let before_refill = pending_reminders(&app, &rx_id).await;
+    assert!(!before_refill.is_empty());
     let refill = format!("{base}/prescriptions/{rx_id}/refill-request");
     let dispense = format!("{base}/prescriptions/{rx_id}/dispense");
     assert_eq!(post(refill.clone(), pat.clone(), None).await.json()["refill_pending"], true);
@@ -1662,6 +1726,12 @@ async fn prescriptions_flow(app: App) {
     assert_eq!((first["refills_left"].as_u64(), first["dispensed"].as_array().unwrap().len()), (Some(1), 1));
     let second = post(dispense.clone(), mine.clone(), None).await.json();
     assert_eq!((second["refills_left"].as_u64(), second["refill_pending"].as_bool()), (Some(0), Some(false)));
+    // The refill extends the reminders through the new supply (ten more days at 09:00), and no
+    // refill reminder is owed any more.
+    let after_refill = pending_reminders(&app, &rx_id).await;
+    let doses = |ms: &[OutboxMessage]| ms.iter().filter(|m| m.kind == MessageKind::MedicationReminder).count();
+    assert_eq!(doses(&after_refill), doses(&before_refill) + 10);
+    assert!(after_refill.iter().all(|m| m.to == "pat.rx@example.org"));
     post(dispense, mine.clone(), None).await.error(StatusCode::CONFLICT, "no_refills_left");
     post(refill, pat.clone(), None).await.error(StatusCode::CONFLICT, "no_refills_left");
     // Another patient's URL does not reach it.

@@ -15,7 +15,9 @@ use carelens_domain::{
     ProviderId, ProviderKind, RatingSummary, Residence, Review, ReviewId, Role, RuleId, ScheduleRule, Sex, Source,
     Specialty, User, UserId, Verdict, VisitType, verify_chain,
 };
-use carelens_domain::{ClosureId, Feedback, FeedbackId, MessageKind, MessageState, OutboxMessage, PracticeClosure};
+use carelens_domain::{
+    ClosureId, Feedback, FeedbackId, MessageKind, MessageState, OutboxMessage, PracticeClosure, PrescriptionId,
+};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 
 use crate::{AuditEvent, HistoryFilter, ObjectStore, PageRequest, Store, StoreError, WriteBatch};
@@ -92,6 +94,44 @@ pub mod fixtures {
             HistoryKind::Observation(Observation::catalogued(loinc, value).expect("valid observation")),
         )
         .expect("valid fixture entry")
+    }
+
+    /// An active prescription (Simvastatin 20 mg, one tablet in the evening) from `start` for
+    /// `days` days with `refills` refills, not dispensed yet, with a well-formed (not a
+    /// verifiable) signature.
+    pub fn prescription(
+        id: u128,
+        patient: &HealthId,
+        provider: &ProviderId,
+        start: NaiveDate,
+        days: u16,
+        refills: u8,
+    ) -> carelens_domain::Prescription {
+        carelens_domain::Prescription {
+            id: PrescriptionId::from_u128(id),
+            patient: patient.clone(),
+            provider: provider.clone(),
+            prescriber: carelens_domain::UserId::from_u128(1),
+            drug: "C10AA01".parse().expect("valid"),
+            display: "Simvastatin".into(),
+            strength: "20 mg".into(),
+            dose: carelens_domain::Dose { amount: 1.0, unit: "tablet".into(), frequency: "0-0-1".into() },
+            start,
+            duration_days: days,
+            refills_allowed: refills,
+            created_at: start.and_hms_opt(9, 0, 0).expect("valid").and_utc(),
+            status: carelens_domain::PrescriptionStatus::Active,
+            dispensings: vec![],
+            refill_requests: vec![],
+            acknowledged: vec![],
+            reminder_times: vec![],
+            reminder_revision: 0,
+            signature: carelens_domain::DocumentSignature {
+                algorithm: "ed25519".into(),
+                public_key_hex: "ab".repeat(32),
+                signature_hex: "cd".repeat(64),
+            },
+        }
     }
 
     pub fn appointment(id: u128, patient: &HealthId, provider: &ProviderId, start: DateTime<Utc>) -> Appointment {
@@ -567,42 +607,69 @@ async fn outbox_enqueues_once_and_claims_exclusively(s: Arc<dyn Store>) {
 
     // Outcomes: one sent, one retried later, one dead; a cancelled message stays cancelled.
     let appt = |n: u128| AppointmentId::from_u128(n);
-    let mut sent = back.iter().find(|m| m.appointment == appt(0)).unwrap().clone();
+    let mut sent = back.iter().find(|m| m.appointment == Some(appt(0))).unwrap().clone();
     sent.state = MessageState::Sent;
     sent.sent_at = Some(t0 + h(2));
     sent.attempts = 1;
     s.finish_message(&sent).await.unwrap();
-    let mut retry = back.iter().find(|m| m.appointment == appt(1)).unwrap().clone();
+    let mut retry = back.iter().find(|m| m.appointment == Some(appt(1))).unwrap().clone();
     retry.attempts = 1;
     retry.next_attempt = t0 + h(5);
     retry.last_error = Some("connection refused".into());
     s.finish_message(&retry).await.unwrap();
-    assert_eq!(s.cancel_messages(&appt(2)).await.unwrap(), 2, "confirmation and reminder");
-    let mut late = back.iter().find(|m| m.appointment == appt(2)).unwrap().clone();
+    assert_eq!(s.cancel_messages(&appt(2).into()).await.unwrap(), 2, "confirmation and reminder");
+    let mut late = back.iter().find(|m| m.appointment == Some(appt(2))).unwrap().clone();
     late.state = MessageState::Sent;
     late.sent_at = Some(t0 + h(2));
     s.finish_message(&late).await.unwrap();
 
-    let m0 = s.messages_for(&appt(0)).await.unwrap();
+    let m0 = s.messages_for(&appt(0).into()).await.unwrap();
     assert_eq!(m0.len(), 2);
     assert_eq!(
         (m0[0].kind, m0[0].state, m0[0].sent_at, m0[0].leased_until),
         (MessageKind::Confirmation, MessageState::Sent, Some(t0 + h(2)), None)
     );
     assert_eq!(m0[1].state, MessageState::Pending);
-    let m1 = s.messages_for(&appt(1)).await.unwrap();
+    let m1 = s.messages_for(&appt(1).into()).await.unwrap();
     assert_eq!(
         (m1[0].attempts, m1[0].next_attempt, m1[0].last_error.as_deref()),
         (1, t0 + h(5), Some("connection refused"))
     );
-    assert!(s.messages_for(&appt(2)).await.unwrap().iter().all(|m| m.state == MessageState::Cancelled));
+    assert!(s.messages_for(&appt(2).into()).await.unwrap().iter().all(|m| m.state == MessageState::Cancelled));
     // The retry is not due before its backoff; enqueueing it again does not reset it.
     assert_eq!(s.enqueue_messages(&[msg(1, MessageKind::Confirmation, t0)]).await.unwrap(), 0);
     let due_at_4: Vec<_> = s.claim_messages(t0 + h(4), t0 + h(4), 100).await.unwrap();
-    assert!(due_at_4.iter().all(|m| m.appointment != appt(1)), "claimed before its backoff ended");
+    assert!(due_at_4.iter().all(|m| m.appointment != Some(appt(1))), "claimed before its backoff ended");
     let counts = s.outbox_counts().await.unwrap();
     assert_eq!((counts.get("sent"), counts.get("cancelled"), counts.get("pending")), (Some(&1), Some(&2), Some(&77)));
-    assert!(s.messages_for(&appt(99)).await.unwrap().is_empty());
+    assert!(s.messages_for(&appt(99).into()).await.unwrap().is_empty());
+
+    // A prescription's reminders are filed under the prescription, apart from an appointment
+    // that happens to share its UUID.
+    let rx = PrescriptionId::from_u128(0);
+    let reminders: Vec<_> = (0..3)
+        .map(|d| {
+            OutboxMessage::for_prescription(
+                rx,
+                MessageKind::MedicationReminder,
+                t0 + h(24 * d),
+                "patient@example.org",
+                0,
+            )
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(s.enqueue_messages(&reminders).await.unwrap(), 3);
+    assert_eq!(s.enqueue_messages(&reminders).await.unwrap(), 0);
+    let mine = s.messages_for(&rx.into()).await.unwrap();
+    assert_eq!(mine.iter().map(|m| (m.prescription, m.appointment)).collect::<Vec<_>>(), [(Some(rx), None); 3]);
+    assert_eq!(s.messages_for(&appt(0).into()).await.unwrap().len(), 2, "the appointment keeps only its own");
+    assert_eq!(s.cancel_messages(&rx.into()).await.unwrap(), 3);
+    assert_eq!(
+        s.messages_for(&appt(0).into()).await.unwrap().iter().filter(|m| m.state == MessageState::Pending).count(),
+        1,
+        "cancelling the reminders left the appointment's reminder alone"
+    );
 }
 
 async fn appointment_status_flow(s: Arc<dyn Store>) {
@@ -782,32 +849,16 @@ async fn care_teams_round_trip(s: Arc<dyn Store>) {
 }
 
 async fn prescriptions_round_trip(s: Arc<dyn Store>) {
-    use carelens_domain::{Dispensing, Dose, Prescription, PrescriptionId, PrescriptionStatus, UserId};
+    use carelens_domain::Dispensing;
     let p = HealthId::from_number(1);
-    let rx = |n: u128, day: u32| Prescription {
-        id: PrescriptionId::from_u128(n),
-        patient: p.clone(),
-        provider: ProviderId::from_number(1),
-        prescriber: UserId::from_u128(1),
-        drug: "C10AA01".parse().expect("valid"),
-        display: "Simvastatin".into(),
-        strength: "20 mg".into(),
-        dose: Dose { amount: 1.0, unit: "tablet".into(), frequency: "0-0-1".into() },
-        start: date(2025, 1, day),
-        duration_days: 30,
-        refills_allowed: 2,
-        created_at: time(2025, 1, day, 9),
-        status: PrescriptionStatus::Active,
-        dispensings: vec![],
-        refill_requests: vec![],
-        acknowledged: vec![],
-        signature: carelens_domain::DocumentSignature {
-            algorithm: "ed25519".into(),
-            public_key_hex: "ab".repeat(32),
-            signature_hex: "cd".repeat(64),
-        },
+    let rx = |n: u128, day: u32| {
+        let mut rx = prescription(n, &p, &ProviderId::from_number(1), date(2025, 1, day), 30, 2);
+        rx.created_at = time(2025, 1, day, 9);
+        rx
     };
-    let (later, earlier) = (rx(2, 9), rx(1, 2));
+    let (mut later, earlier) = (rx(2, 9), rx(1, 2));
+    later.reminder_times = vec![NaiveTime::from_hms_opt(8, 0, 0).unwrap(), NaiveTime::from_hms_opt(20, 30, 0).unwrap()];
+    later.reminder_revision = 2;
     s.put_prescription(&later).await.unwrap();
     s.put_prescription(&earlier).await.unwrap();
     let mut filled = later.clone();

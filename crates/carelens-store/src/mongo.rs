@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, CareTeam, CareTeamId, ConsentGrant,
-    DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, Opening, OutboxMessage, Patient,
-    PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule, User,
-    UserId, Validate,
+    DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, MessageSubject, Opening, OutboxMessage,
+    Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule,
+    User, UserId, Validate,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use mongodb::bson::{self, Bson, Document, doc};
@@ -166,6 +166,14 @@ fn decode<T: DeserializeOwned>(shape: &Shape, mut d: Document) -> Result<T> {
     })
 }
 
+/// The outbox filter for the messages about `subject`.
+fn subject_filter(subject: &MessageSubject) -> Document {
+    match subject {
+        MessageSubject::Appointment(a) => doc! { "appointment": a.to_string() },
+        MessageSubject::Prescription(p) => doc! { "prescription": p.to_string() },
+    }
+}
+
 fn bdate(d: NaiveDate) -> Bson {
     Bson::DateTime(bson::DateTime::from_millis(d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis())))
 }
@@ -301,6 +309,7 @@ impl MongoStore {
                 vec![
                     idx(doc! { "state": 1, "next_attempt": 1 }, "state_next_attempt"),
                     idx(doc! { "appointment": 1 }, "appointment"),
+                    idx(doc! { "prescription": 1 }, "prescription"),
                 ],
             ),
             (
@@ -886,20 +895,19 @@ impl Store for MongoStore {
         Ok(())
     }
 
-    async fn cancel_messages(&self, appointment: &AppointmentId) -> Result<usize> {
+    async fn cancel_messages(&self, subject: &MessageSubject) -> Result<usize> {
+        let mut filter = subject_filter(subject);
+        filter.insert("state", "pending");
         let r = self
             .coll(&OUTBOX)
-            .update_many(
-                doc! { "appointment": appointment.to_string(), "state": "pending" },
-                doc! { "$set": { "state": "cancelled" }, "$unset": { "leased_until": "" } },
-            )
+            .update_many(filter, doc! { "$set": { "state": "cancelled" }, "$unset": { "leased_until": "" } })
             .await
             .map_err(self.err("cancelling messages"))?;
         Ok(usize::try_from(r.modified_count).unwrap_or(usize::MAX))
     }
 
-    async fn messages_for(&self, appointment: &AppointmentId) -> Result<Vec<OutboxMessage>> {
-        self.find_all(&OUTBOX, doc! { "appointment": appointment.to_string() }, doc! { "due": 1, "_id": 1 }).await
+    async fn messages_for(&self, subject: &MessageSubject) -> Result<Vec<OutboxMessage>> {
+        self.find_all(&OUTBOX, subject_filter(subject), doc! { "due": 1, "_id": 1 }).await
     }
 
     async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>> {

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use carelens_domain::{
     Appointment, AppointmentId, AppointmentStatus, AuditCheckpoint, AuditEntry, CareTeam, CareTeamId, ConsentGrant,
-    DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, MessageState, Opening, OutboxMessage,
-    Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review, ScheduleRule,
-    User, UserId, Validate,
+    DocumentId, DocumentRef, Feedback, GroundTruth, HealthId, HistoryEntry, MessageState, MessageSubject, Opening,
+    OutboxMessage, Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId, Provider, ProviderId, Review,
+    ScheduleRule, User, UserId, Validate,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::Value;
@@ -100,6 +100,12 @@ const MIGRATIONS: &[&str] = &[
     // 8: records (#9): care teams.
     r#"
     CREATE TABLE care_teams (id TEXT PRIMARY KEY, created_by TEXT NOT NULL, body TEXT NOT NULL);
+    "#,
+    // 9: records (#9): the outbox also holds a prescription's reminders, so its key column names
+    // the message's subject: `appointment:<id>` or `prescription:<id>` (see `subject_key`).
+    r#"
+    ALTER TABLE outbox RENAME COLUMN appointment_id TO subject_id;
+    UPDATE outbox SET subject_id = 'appointment:' || subject_id;
     "#,
 ];
 
@@ -279,17 +285,31 @@ fn slot_key(a: &Appointment) -> String {
     format!("{}@{}", a.provider, ts(a.start))
 }
 
+/// The outbox's `subject_id`: the kind of subject and its id, so that an appointment and a
+/// prescription with the same UUID never share messages.
+fn subject_key(subject: &MessageSubject) -> String {
+    match subject {
+        MessageSubject::Appointment(a) => format!("appointment:{a}"),
+        MessageSubject::Prescription(p) => format!("prescription:{p}"),
+    }
+}
+
 /// Writes `m` with the conflict clause `on_conflict`; returns how many rows changed.
 fn write_message(tx: &Transaction<'_>, m: &OutboxMessage, on_conflict: &str) -> Result<usize> {
+    // Validated before every write, so this only guards against a future caller that forgets.
+    let subject = m.subject().ok_or_else(|| StoreError::Backend {
+        backend: BACKEND,
+        message: format!("message {} is about neither one appointment nor one prescription", m.id),
+    })?;
     let sql = format!(
-        "INSERT INTO outbox (id, appointment_id, state, next_attempt, leased_until, body) \
+        "INSERT INTO outbox (id, subject_id, state, next_attempt, leased_until, body) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) {on_conflict}"
     );
     tx.prepare_cached(&sql)
         .map_err(db)?
         .execute(params![
             m.id,
-            m.appointment.to_string(),
+            subject_key(&subject),
             m.state.as_str(),
             ts(m.next_attempt),
             m.leased_until.map(ts),
@@ -898,14 +918,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cancel_messages(&self, appointment: &AppointmentId) -> Result<usize> {
-        let id = appointment.to_string();
+    async fn cancel_messages(&self, subject: &MessageSubject) -> Result<usize> {
+        let id = subject_key(subject);
         self.with_conn(move |c| {
             let tx = c.transaction().map_err(db)?;
             let mut pending: Vec<OutboxMessage> = Self::query_bodies(
                 &tx,
                 "message",
-                "SELECT id, body FROM outbox WHERE appointment_id = ?1 AND state = 'pending'",
+                "SELECT id, body FROM outbox WHERE subject_id = ?1 AND state = 'pending'",
                 [id],
             )?;
             for m in &mut pending {
@@ -924,11 +944,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn messages_for(&self, appointment: &AppointmentId) -> Result<Vec<OutboxMessage>> {
-        let id = appointment.to_string();
+    async fn messages_for(&self, subject: &MessageSubject) -> Result<Vec<OutboxMessage>> {
+        let id = subject_key(subject);
         self.with_conn(move |c| {
             let mut out: Vec<OutboxMessage> =
-                Self::query_bodies(c, "message", "SELECT id, body FROM outbox WHERE appointment_id = ?1", [id])?;
+                Self::query_bodies(c, "message", "SELECT id, body FROM outbox WHERE subject_id = ?1", [id])?;
             out.sort_by(|a, b| (a.due, &a.id).cmp(&(b.due, &b.id)));
             Ok(out)
         })
@@ -1413,5 +1433,35 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn outbox_rows_written_before_prescription_reminders_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        // A database at schema 8, holding an appointment message as #8 wrote it.
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        let appt = AppointmentId::from_u128(7);
+        let body = format!(
+            r#"{{"id":"m1","appointment":"{appt}","kind":"reminder_24h","start":"2026-12-02T09:00:00Z","to":"a@b.de",
+            "due":"2026-12-01T09:00:00Z","state":"pending","attempts":0,"next_attempt":"2026-12-01T09:00:00Z"}}"#
+        );
+        conn.execute(
+            "INSERT INTO outbox (id, appointment_id, state, next_attempt, body) VALUES ('m1', ?1, 'pending', ?2, ?3)",
+            params![appt.to_string(), "2026-12-01T09:00:00.000000Z", body],
+        )
+        .unwrap();
+        drop(conn);
+        let s = SqliteStore::open(&path).unwrap();
+        let found = s.messages_for(&appt.into()).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].subject(), Some(MessageSubject::Appointment(appt)));
+        assert_eq!(s.cancel_messages(&appt.into()).await.unwrap(), 1);
+        let same_uuid = PrescriptionId::from_u128(7);
+        assert!(s.messages_for(&same_uuid.into()).await.unwrap().is_empty());
     }
 }

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use carelens_domain::{
     Actor, Appointment, AppointmentId, AppointmentStatus, AuditAction, AuditCheckpoint, AuditEntry, AuditOutcome,
     CareTeam, CareTeamId, Category, ConsentGrant, DocumentId, DocumentRef, Feedback, GroundTruth, HealthId,
-    HistoryEntry, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet, Prescription, PrescriptionId,
-    Provider, ProviderId, Review, ScheduleRule, User, UserId,
+    HistoryEntry, MessageSubject, Opening, OutboxMessage, Patient, PracticeClosure, PredictionSet, Prescription,
+    PrescriptionId, Provider, ProviderId, Review, ScheduleRule, User, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -301,10 +301,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records what became of a claimed message (sent, retry later, dead) and frees its lease.
     /// A message cancelled meanwhile stays cancelled.
     async fn finish_message(&self, message: &OutboxMessage) -> Result<()>;
-    /// Cancels `appointment`'s pending messages (it moved or was cancelled); returns how many.
-    async fn cancel_messages(&self, appointment: &AppointmentId) -> Result<usize>;
-    /// `appointment`'s messages, by due time.
-    async fn messages_for(&self, appointment: &AppointmentId) -> Result<Vec<OutboxMessage>>;
+    /// Cancels the pending messages about `subject` (an appointment moved or was cancelled,
+    /// a patient turned medication reminders off); returns how many.
+    async fn cancel_messages(&self, subject: &MessageSubject) -> Result<usize>;
+    /// The messages about `subject`, by due time.
+    async fn messages_for(&self, subject: &MessageSubject) -> Result<Vec<OutboxMessage>>;
     /// How many messages are in each state (`pending`, `sent`, `dead`, `cancelled`).
     async fn outbox_counts(&self) -> Result<BTreeMap<String, u64>>;
 
