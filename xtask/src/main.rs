@@ -171,7 +171,7 @@ const BOUNDARIES: &[(&str, &[&str])] = &[
     ("utoipa-axum", &["carelens-server"]),
     // Only the notify crate speaks SMTP.
     ("lettre", &["carelens-notify"]),
-    // Only the records crate signs and verifies (audit checkpoints; documents to follow).
+    // Only the records crate signs and verifies (audit checkpoints, documents, prescriptions).
     ("ed25519-dalek", &["carelens-records"]),
 ];
 

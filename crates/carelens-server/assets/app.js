@@ -351,12 +351,27 @@ async function loadPrescriptions() {
         try { await api(`/api/v1/patients/${me}/prescriptions/${p.id}/refill-request`, { method: "POST" }); await loadPrescriptions(); }
         catch (e) { alert(e.message); }
       });
+      // Reminder times (Berlin), comma-separated; empty turns them off.
+      const times = el("input", { type: "text", class: "reminder-times", value: p.reminder_times.join(", "),
+        placeholder: "e.g. 08:00, 20:00", "aria-label": `Reminder times for ${p.display}`, size: 14 });
+      const save = el("button", { type: "button", class: "save-reminders" }, "Save");
+      const note = el("span", { class: "muted reminder-note" }, p.reminder_times.length ? "by e-mail" : "off");
+      times.disabled = save.disabled = p.status !== "active";
+      save.addEventListener("click", async () => {
+        const list = times.value.split(/[,\s]+/).filter((t) => t);
+        try {
+          const r = await (await api(`/api/v1/patients/${me}/prescriptions/${p.id}/reminders`, { method: "PUT", json: { times: list } })).json();
+          note.className = "muted reminder-note";
+          note.textContent = list.length ? `${r.scheduled} reminders scheduled` : "off";
+        } catch (e) { note.className = "error reminder-note"; note.textContent = e.message; }
+      });
       return el("tr", { class: p.current ? "" : "inactive", dataset: { id: p.id } },
         el("td", {}, `${p.display} (${p.strength})` + (p.signature_valid ? "" : " — signature invalid, ask your practice")),
-        el("td", {}, p.dose), el("td", {}, p.covered_until), el("td", {}, String(p.refills_left)), el("td", {}, ask));
-    }) : [el("tr", {}, el("td", { colSpan: 5, class: "muted" }, "No prescriptions."))]));
+        el("td", {}, p.dose), el("td", {}, p.covered_until), el("td", {}, String(p.refills_left)), el("td", {}, ask),
+        el("td", {}, times, " ", save, " ", note));
+    }) : [el("tr", {}, el("td", { colSpan: 6, class: "muted" }, "No prescriptions."))]));
   } catch (e) {
-    tbody.replaceChildren(el("tr", {}, el("td", { colSpan: 5, class: "error" }, e.message)));
+    tbody.replaceChildren(el("tr", {}, el("td", { colSpan: 6, class: "error" }, e.message)));
   }
 }
 
