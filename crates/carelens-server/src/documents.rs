@@ -33,7 +33,7 @@ pub fn category_of(kind: DocumentKind) -> Category {
     }
 }
 
-fn kind_name(kind: DocumentKind) -> String {
+pub(crate) fn kind_name(kind: DocumentKind) -> String {
     serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 

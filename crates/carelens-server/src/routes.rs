@@ -9,12 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use carelens_domain::{
-    Category, Feedback, FeedbackId, HistoryEntry, Icd10Code, ObjectKey, PredictionSet, ProviderId, Role, User, UserId,
-    Validate, Verdict,
+    Category, Feedback, FeedbackId, Icd10Code, ObjectKey, PredictionSet, ProviderId, Role, User, UserId, Validate,
+    Verdict,
 };
 use carelens_ml::{ModelBody, ModelManifest, Registry};
 use carelens_store::{HistoryFilter, StoreError};
-use chrono::{Duration, Utc};
+use chrono::{Duration, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -305,9 +305,17 @@ pub struct HistoryQuery {
     /// Also entries that a correction replaced, each with who corrected it, when and why.
     #[serde(default)]
     pub include_corrected: Option<bool>,
+    /// Only entries on or after this day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub from: Option<NaiveDate>,
+    /// Only entries on or before this day.
+    #[serde(default)]
+    pub to: Option<NaiveDate>,
 }
 
-/// The patient's history, newest first, limited to the categories you may see.
+/// The patient's timeline, newest first: history entries, documents and (for doctors) the
+/// versions of the predicted diagnoses, limited to the categories you may see, filterable by
+/// category and date.
 #[utoipa::path(get, path = "/api/v1/patients/{id}/history", tag = "doctors", security(("bearer" = [])),
     params(("id" = String, Path, description = "Health ID"), HistoryQuery), responses(
     (status = 200, body = Timeline),
@@ -328,21 +336,44 @@ pub async fn get_history(
         })?),
         None => None,
     };
+    if let (Some(from), Some(to)) = (query.from, query.to)
+        && from > to
+    {
+        return Err(ApiError::new(ErrorCode::InvalidInput, format!("from: {from} is after to: {to}")));
+    }
     let access = check_patient_access(&state, &session, &patient, Purpose::ReadHistory, "history").await?;
     let categories: Vec<Category> =
         access.categories.iter().copied().filter(|c| wanted.is_none_or(|w| w == *c)).collect();
-    let mut entries: Vec<HistoryEntry> = if categories.is_empty() {
-        vec![]
-    } else {
-        let include_superseded = query.include_corrected.unwrap_or(false);
-        state.store.history(&patient, &HistoryFilter { categories, include_superseded, ..Default::default() }).await?
+    let filter = HistoryFilter {
+        categories: categories.clone(),
+        from: query.from,
+        to: query.to,
+        include_superseded: query.include_corrected.unwrap_or(false),
     };
+    let in_range = |d: NaiveDate| filter.from.is_none_or(|f| d >= f) && filter.to.is_none_or(|t| d <= t);
+    let mut entries: Vec<TimelineEntry> = Vec::new();
+    if !categories.is_empty() {
+        entries.extend(state.store.history(&patient, &filter).await?.iter().map(TimelineEntry::new));
+        for d in state.store.documents_for(&patient).await? {
+            let category = crate::documents::category_of(d.kind);
+            if categories.contains(&category) && in_range(d.uploaded_at.date_naive()) {
+                entries.push(TimelineEntry::document(&d, category));
+            }
+        }
+        if session.0.role == Role::Doctor && categories.contains(&Category::Diagnosis) {
+            for set in state.store.prediction_sets(&patient).await? {
+                if in_range(set.created_at.date_naive()) {
+                    entries.push(TimelineEntry::prediction_set(&set));
+                }
+            }
+        }
+    }
     entries.sort_by_key(|e| std::cmp::Reverse(e.date));
     entries.truncate(query.limit.unwrap_or(500).clamp(1, 5000) as usize);
     let hidden = Category::ALL.into_iter().filter(|c| !access.sees(*c)).map(|c| c.as_str().to_string()).collect();
     Ok(Json(Timeline {
         patient: PatientSummary::new(&access.patient, Utc::now().date_naive()),
-        entries: entries.iter().map(TimelineEntry::new).collect(),
+        entries,
         hidden_categories: hidden,
     }))
 }

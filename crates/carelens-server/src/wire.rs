@@ -334,7 +334,9 @@ pub struct TimelineEntry {
     /// `medication`, `mental_health`, `imaging`.
     pub category: String,
     /// `diagnosis`, `observation` (labs and vital signs), `vaccination`, `allergy`, `procedure`, `medication`,
-    /// `therapy_session`, `psychiatric_medication`, `imaging_study`.
+    /// `therapy_session`, `psychiatric_medication`, `imaging_study`; `document` (an uploaded
+    /// document: its id opens `…/documents/{id}`); `prediction_set` (doctors: a version of
+    /// the predicted diagnoses, shown under `…/predictions`).
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -342,7 +344,8 @@ pub struct TimelineEntry {
     /// Value, dose or status, in words.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub detail: String,
-    /// `clinician`, `patient`, `import`, `device` or `synthetic`.
+    /// `clinician`, `patient`, `import`, `device` or `synthetic`; `upload` for documents,
+    /// `model` for prediction sets.
     pub source: String,
     /// Replaced by a correction (shown only with `include_corrected=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -409,6 +412,45 @@ impl TimelineEntry {
                 reason: c.reason.clone(),
             }),
             corrects: e.corrects.map(|c| c.to_string()),
+        }
+    }
+
+    /// An uploaded document, in the consent category `category` its kind belongs to.
+    pub fn document(d: &carelens_domain::DocumentRef, category: carelens_domain::Category) -> Self {
+        let kind = crate::documents::kind_name(d.kind);
+        Self {
+            id: d.id.to_string(),
+            date: d.uploaded_at.date_naive(),
+            category: category.as_str().to_string(),
+            kind: "document",
+            code: None,
+            title: if d.title.is_empty() { kind.replace('_', " ") } else { d.title.clone() },
+            detail: format!(
+                "{}, {} kB{}",
+                d.content_type,
+                d.size_bytes.div_ceil(1024),
+                if d.signature.is_some() { ", signed" } else { "" }
+            ),
+            source: "upload".into(),
+            corrected: None,
+            corrects: None,
+        }
+    }
+
+    /// A version of the patient's predicted diagnoses: when and how many, not what (that is
+    /// under `…/predictions`, with its own access rule and audit).
+    pub fn prediction_set(set: &carelens_domain::PredictionSet) -> Self {
+        Self {
+            id: set.id.to_string(),
+            date: set.created_at.date_naive(),
+            category: carelens_domain::Category::Diagnosis.as_str().to_string(),
+            kind: "prediction_set",
+            code: None,
+            title: format!("Predicted diagnoses, version {}", set.version),
+            detail: format!("{} suggestions from {} models", set.predictions.len(), set.models.len()),
+            source: "model".into(),
+            corrected: None,
+            corrects: None,
         }
     }
 }

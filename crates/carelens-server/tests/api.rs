@@ -396,8 +396,24 @@ async fn a_doctor_sees_patients_in_care_and_nobody_else_and_denials_are_audited(
     assert_eq!(tl.status, StatusCode::OK);
     let tl = tl.json();
     let kinds: Vec<&str> = tl["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["observation", "diagnosis"], "newest first, the F32 diagnosis hidden: {tl}");
+    assert_eq!(kinds, ["prediction_set", "observation", "diagnosis"], "newest first, the F32 diagnosis hidden: {tl}");
+    assert_eq!(tl["entries"][0]["title"], "Predicted diagnoses, version 1", "{tl}");
     assert_eq!(tl["hidden_categories"], json!(["mental_health"]));
+    // Filtered by category and date.
+    let kinds_of = |query: &'static str| {
+        let app = &app;
+        let token = &token;
+        async move {
+            let tl = app.get(&format!("/api/v1/patients/{}/history?{query}", in_care().as_str()), token).await.json();
+            tl["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(kinds_of("category=diagnosis").await, ["prediction_set", "diagnosis"]);
+    assert_eq!(kinds_of("from=2025-01-01&to=2025-12-31").await, ["observation"]);
+    assert_eq!(kinds_of("to=2024-12-31").await, ["diagnosis"]);
+    app.get(&format!("/api/v1/patients/{}/history?from=2025-02-01&to=2025-01-01", in_care().as_str()), &token)
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
     app.get(&format!("/api/v1/patients/{}/history?category=gossip", in_care().as_str()), &token)
         .await
         .error(StatusCode::BAD_REQUEST, "invalid_input");
@@ -1421,6 +1437,17 @@ async fn documents_flow(app: App, object_root: &std::path::Path) {
     let got = app.get(&format!("{base}/{id}"), &mine).await;
     assert_eq!((got.status, got.bytes.as_slice()), (StatusCode::OK, pdf("hb 13.1").as_slice()));
     assert_eq!(app.get(&format!("{base}/{id}/verify"), &mine).await.json()["status"], "valid");
+    // It is on the patient's timeline, in the category of its kind, and today.
+    let today = chrono::Utc::now().date_naive();
+    let tl = app.get(&format!("/api/v1/patients/{}/history?category=observation&from={today}", in_care()), &mine).await;
+    let tl = tl.json();
+    let entry = tl["entries"].as_array().unwrap().iter().find(|e| e["id"] == id.as_str()).unwrap();
+    assert_eq!(
+        (entry["kind"].as_str(), entry["title"].as_str(), entry["source"].as_str()),
+        (Some("document"), Some("Blood count"), Some("upload")),
+        "{tl}"
+    );
+    assert!(entry["detail"].as_str().unwrap().contains("signed"), "{entry}");
     let keys = app.get("/api/v1/me/signing-keys", &mine).await.json();
     assert_eq!(
         (keys[0]["public_key"].as_str(), keys[0]["server_held"].as_bool()),
