@@ -551,6 +551,28 @@ fn a_patient_books_in_chromium_and_the_doctor_confirms_it_in_the_calendar() {
     );
     // The patient's access log lists who touched the record (the demo's prediction run, at least).
     browser.wait_for("the access log", "return document.querySelectorAll('#access-log tbody tr[data-seq]').length");
+    // The patient reads their own record, all of it and then one category over a date range.
+    let all = browser.wait_for(
+        "the patient's own timeline",
+        "const n = document.querySelectorAll('#my-record li.entry').length; return n ? n : null",
+    );
+    browser.eval(
+        "document.querySelector('#mr-category').value = 'observation'; document.querySelector('#mr-from').value = '2000-01-01';",
+    );
+    browser.click("#mr-go");
+    let kinds = browser.wait_for(
+        "the filtered timeline",
+        "const s = document.querySelector('#mr-status').textContent;
+         return s.includes('entries') || s.startsWith('Nothing')
+           ? [...document.querySelectorAll('#my-record li.entry')].map((li) => li.dataset.kind) : null",
+    );
+    let kinds: Vec<&str> = kinds.as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    assert!(kinds.len() as u64 <= all.as_u64().unwrap(), "{kinds:?}");
+    assert!(kinds.iter().all(|k| ["observation", "document"].contains(k)), "{kinds:?}");
+    browser.eval("document.querySelector('#my-record-filter').scrollIntoView()");
+    let shot = artifacts().join("my-record.png");
+    browser.screenshot(&shot);
+    eprintln!("screenshot: {}", shot.display());
     // The patient downloads the record as FHIR; the download lands in the access log at once.
     browser.click("#download-record");
     browser.wait_for(

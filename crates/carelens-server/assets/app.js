@@ -160,6 +160,43 @@ function predictionCard(patient, set, d) {
   return card;
 }
 
+// Timeline entries (newest first) as list items, with a heading per year.
+function timelineItems(entries) {
+  let lastYear = null;
+  const items = [];
+  for (const e of entries) {
+    const year = e.date.slice(0, 4);
+    if (year !== lastYear) { items.push(el("li", { class: "year" }, year)); lastYear = year; }
+    items.push(el("li", { class: "entry kind-" + e.kind, dataset: { kind: e.kind } },
+      el("time", { dateTime: e.date }, e.date), " ",
+      el("span", { class: "kind" }, e.kind.replace(/_/g, " ")), " ",
+      el("strong", {}, e.title), e.detail ? " — " + e.detail : ""));
+  }
+  return items;
+}
+
+// The signed-in patient's own timeline, filtered by what and when.
+async function loadMyRecord() {
+  const me = session.user && session.user.patient;
+  const list = $("#my-record");
+  if (!me) { list.replaceChildren(); return; }
+  const q = new URLSearchParams({ limit: "500" });
+  for (const [key, sel] of [["category", "#mr-category"], ["from", "#mr-from"], ["to", "#mr-to"]]) {
+    if ($(sel).value) q.set(key, $(sel).value);
+  }
+  $("#mr-status").className = "muted";
+  $("#mr-status").textContent = "Loading…";
+  try {
+    const tl = await (await api(`/api/v1/patients/${me}/history?${q}`)).json();
+    list.replaceChildren(...timelineItems(tl.entries));
+    $("#mr-status").textContent = tl.entries.length ? `${tl.entries.length} entries` : "Nothing recorded for this choice.";
+  } catch (e) {
+    list.replaceChildren();
+    $("#mr-status").className = "error";
+    $("#mr-status").textContent = e.message;
+  }
+}
+
 async function loadPatient(id) {
   show("patient-view");
   objectUrls.splice(0).forEach((u) => URL.revokeObjectURL(u));
@@ -174,17 +211,7 @@ async function loadPatient(id) {
     $("#patient-header").textContent = `${p.given_name} ${p.family_name}`;
     $("#patient-meta").textContent = `${p.id} · ${p.age} years · ${p.sex} · ${p.city}`;
     if (tl.hidden_categories.length) $("#tl-hidden").textContent = "Not shared with you: " + tl.hidden_categories.join(", ").replace(/_/g, " ");
-    let lastYear = null;
-    const items = [];
-    for (const e of tl.entries) {
-      const year = e.date.slice(0, 4);
-      if (year !== lastYear) { items.push(el("li", { class: "year" }, year)); lastYear = year; }
-      items.push(el("li", { class: "entry kind-" + e.kind },
-        el("time", { dateTime: e.date }, e.date), " ",
-        el("span", { class: "kind" }, e.kind.replace(/_/g, " ")), " ",
-        el("strong", {}, e.title), e.detail ? " — " + e.detail : ""));
-    }
-    $("#timeline").replaceChildren(...items);
+    $("#timeline").replaceChildren(...timelineItems(tl.entries));
   } catch (e) {
     $("#patient-status").textContent = e.message;
     if (e.code === "not_in_care" && session.user && session.user.role === "doctor") emergencyForm(id);
@@ -334,8 +361,12 @@ async function loadBooking() {
   show("booking-view");
   initBooking();
   const dl = $("#download-record");
-  if (!dl.dataset.bound) { dl.dataset.bound = "1"; dl.addEventListener("click", downloadRecord); }
-  await Promise.all([searchProviders(), loadMyAppointments(), loadPrescriptions(), loadConsents(), loadAccessLog()]);
+  if (!dl.dataset.bound) {
+    dl.dataset.bound = "1";
+    dl.addEventListener("click", downloadRecord);
+    $("#my-record-filter").addEventListener("submit", (ev) => { ev.preventDefault(); loadMyRecord(); });
+  }
+  await Promise.all([searchProviders(), loadMyAppointments(), loadPrescriptions(), loadMyRecord(), loadConsents(), loadAccessLog()]);
 }
 
 async function loadPrescriptions() {
