@@ -41,26 +41,7 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 /// A few Synthea bundles from ../shared, when it is there.
 fn synthea_sample(into: &Path, n: usize) -> Vec<PathBuf> {
-    let Some(shared) = std::env::var_os("CARELENS_SHARED_DATASETS") else {
-        eprintln!("SKIPPED: Synthea part (CARELENS_SHARED_DATASETS is not set)");
-        return vec![];
-    };
-    let tarball = Path::new(&shared).join("synthea/synthea_r4_bundles.tar.gz");
-    let status = std::process::Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(into).status().unwrap();
-    assert!(status.success());
-    let mut all = Vec::new();
-    let mut stack = vec![into.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
-                all.push(p);
-            }
-        }
-    }
-    all.sort();
+    let all = carelens_testkit::synthea_bundles(into).unwrap_or_default();
     all.into_iter().step_by(40).take(n).collect()
 }
 

@@ -54,15 +54,8 @@ async fn local_and_s3_give_identical_tensors() {
 
     let local = LocalObjects::open(dir.path().join("objects")).unwrap();
     let s3 = S3Objects::connect(S3Config {
-        bucket: "images".into(),
         prefix: "carelens/".into(),
-        endpoint: Some(server.endpoint()),
-        region: "us-east-1".into(),
-        path_style: true,
-        access_key_id: server.access_key.clone(),
-        secret_access_key: server.secret_key.clone(),
-        session_token: None,
-        checksums_when_required: true,
+        ..S3Config::s3_compatible(&server.endpoint(), "images", &server.access_key, &server.secret_key)
     })
     .await
     .unwrap();

@@ -161,10 +161,7 @@ pub fn verify(rx: &Prescription) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carelens_domain::{
-        Allergy, AllergySeverity, Dose, EntryId, HealthId, MedicationStatement, PrescriptionId, PrescriptionStatus,
-        ProviderId, Source, UserId,
-    };
+    use carelens_domain::{Allergy, AllergySeverity, Dose, EntryId, HealthId, MedicationStatement, ProviderId, Source};
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
@@ -186,31 +183,12 @@ mod tests {
     }
 
     fn rx(code: &str) -> Prescription {
-        let mut p = Prescription {
-            id: PrescriptionId::from_u128(1),
-            patient: HealthId::from_number(1),
-            provider: ProviderId::from_number(1),
-            prescriber: UserId::from_u128(1),
-            drug: code.parse().unwrap(),
-            display: "x".into(),
-            strength: "500 mg".into(),
-            dose: Dose { amount: 1.0, unit: "tablet".into(), frequency: "1-0-1".into() },
-            start: d(2026, 3, 1),
-            duration_days: 10,
-            refills_allowed: 1,
-            created_at: chrono::Utc::now(),
-            status: PrescriptionStatus::Active,
-            dispensings: vec![],
-            refill_requests: vec![],
-            acknowledged: vec![],
-            reminder_times: vec![],
-            reminder_revision: 0,
-            signature: DocumentSignature {
-                algorithm: String::new(),
-                public_key_hex: String::new(),
-                signature_hex: String::new(),
-            },
-        };
+        let (patient, provider) = (HealthId::from_number(1), ProviderId::from_number(1));
+        let mut p = carelens_store::conformance::fixtures::prescription(1, &patient, &provider, d(2026, 3, 1), 10, 1);
+        p.drug = code.parse().unwrap();
+        p.display = "x".into();
+        p.strength = "500 mg".into();
+        p.dose.frequency = "1-0-1".into();
         p.signature = sign(&[3; 32], &p);
         p
     }

@@ -192,17 +192,12 @@ async fn document_tampering_is_found_on_mongodb_and_s3() {
     let Some(mongo) = carelens_testkit::MongoServer::start().await else { return };
     let Some(s3) = carelens_testkit::S3Server::start() else { return };
     s3.create_bucket("docs");
-    let objects = carelens_store::S3Objects::connect(carelens_store::S3Config {
-        bucket: "docs".into(),
-        prefix: String::new(),
-        endpoint: Some(s3.endpoint()),
-        region: "us-east-1".into(),
-        path_style: true,
-        access_key_id: s3.access_key.clone(),
-        secret_access_key: s3.secret_key.clone(),
-        session_token: None,
-        checksums_when_required: true,
-    })
+    let objects = carelens_store::S3Objects::connect(carelens_store::S3Config::s3_compatible(
+        &s3.endpoint(),
+        "docs",
+        &s3.access_key,
+        &s3.secret_key,
+    ))
     .await
     .unwrap();
     run(Backend {

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use carelens_domain::{Actor, ActorRole, HistoryEntry};
@@ -19,28 +19,8 @@ fn actor() -> Actor {
 
 /// The Synthea bundles, unpacked into a temporary directory, sorted by name.
 fn synthea() -> Option<(tempfile::TempDir, Vec<PathBuf>)> {
-    let Some(shared) = std::env::var_os("CARELENS_SHARED_DATASETS") else {
-        eprintln!("SKIPPED: CARELENS_SHARED_DATASETS is not set (cargo xtask test sets it to ../shared/datasets)");
-        return None;
-    };
-    let tarball = Path::new(&shared).join("synthea/synthea_r4_bundles.tar.gz");
-    assert!(tarball.is_file(), "{} is missing", tarball.display());
     let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(dir.path()).status().unwrap();
-    assert!(status.success(), "tar failed on {}", tarball.display());
-    let mut files = Vec::new();
-    let mut stack = vec![dir.path().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = carelens_testkit::synthea_bundles(dir.path())?;
     Some((dir, files))
 }
 

@@ -100,17 +100,12 @@ async fn app_on_servers() -> Option<(App, carelens_testkit::MongoServer, carelen
     s3.create_bucket("api");
     let store: Arc<dyn Store> = Arc::new(carelens_store::MongoStore::connect(&mongo.url("api")).await.unwrap());
     let objects: Arc<dyn ObjectStore> = Arc::new(
-        carelens_store::S3Objects::connect(carelens_store::S3Config {
-            bucket: "api".into(),
-            prefix: String::new(),
-            endpoint: Some(s3.endpoint()),
-            region: "us-east-1".into(),
-            path_style: true,
-            access_key_id: s3.access_key.clone(),
-            secret_access_key: s3.secret_key.clone(),
-            session_token: None,
-            checksums_when_required: true,
-        })
+        carelens_store::S3Objects::connect(carelens_store::S3Config::s3_compatible(
+            &s3.endpoint(),
+            "api",
+            &s3.access_key,
+            &s3.secret_key,
+        ))
         .await
         .unwrap(),
     );

@@ -103,19 +103,9 @@ async fn main() {
     let s3 = carelens_testkit::S3Server::start().expect("set CARELENS_S3S_FS_BIN (cargo xtask bench-store does)");
     s3.create_bucket("bench");
     let store: Arc<dyn Store> = Arc::new(MongoStore::connect(&mongo.url("bench")).await.unwrap());
-    let objects = S3Objects::connect(S3Config {
-        bucket: "bench".into(),
-        prefix: String::new(),
-        endpoint: Some(s3.endpoint()),
-        region: "us-east-1".into(),
-        path_style: true,
-        access_key_id: s3.access_key.clone(),
-        secret_access_key: s3.secret_key.clone(),
-        session_token: None,
-        checksums_when_required: true,
-    })
-    .await
-    .unwrap();
+    let objects = S3Objects::connect(S3Config::s3_compatible(&s3.endpoint(), "bench", &s3.access_key, &s3.secret_key))
+        .await
+        .unwrap();
     let name = format!("mongodb {} + s3 ({})", mongo.version, s3.version);
     rows.push(bench(&name, store.as_ref(), &objects, &batches, n_objects).await);
 

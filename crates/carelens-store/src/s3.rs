@@ -86,6 +86,22 @@ impl S3Config {
             checksums_when_required: var(env::CARELENS_S3_CHECKSUMS).as_deref() != Some("when_supported"),
         })
     }
+
+    /// `bucket` on a self-hosted S3-compatible server at `endpoint` (s3s-fs, MinIO, Ceph):
+    /// path-style addressing, region `us-east-1`, checksums only where required, no prefix.
+    pub fn s3_compatible(endpoint: &str, bucket: &str, access_key_id: &str, secret_access_key: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            prefix: String::new(),
+            endpoint: Some(endpoint.to_owned()),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+            session_token: None,
+            checksums_when_required: true,
+        }
+    }
 }
 
 /// An S3 bucket as an object store.
@@ -391,17 +407,7 @@ mod tests {
     use crate::conformance;
 
     fn config(server: &S3Server, bucket: &str) -> S3Config {
-        S3Config {
-            bucket: bucket.into(),
-            prefix: String::new(),
-            endpoint: Some(server.endpoint()),
-            region: "us-east-1".into(),
-            path_style: true,
-            access_key_id: server.access_key.clone(),
-            secret_access_key: server.secret_key.clone(),
-            session_token: None,
-            checksums_when_required: true,
-        }
+        S3Config::s3_compatible(&server.endpoint(), bucket, &server.access_key, &server.secret_key)
     }
 
     /// A plain HTTP GET without credentials; returns (status, body).

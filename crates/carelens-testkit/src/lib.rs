@@ -42,6 +42,35 @@ pub fn binary(var: &str, what: &str) -> Option<PathBuf> {
     }
 }
 
+/// The Synthea R4 bundles from the shared datasets (`CARELENS_SHARED_DATASETS`), unpacked into
+/// `into`, sorted by path; `None` (after saying so) when the datasets are not there.
+pub fn synthea_bundles(into: &Path) -> Option<Vec<PathBuf>> {
+    let Some(shared) = std::env::var_os("CARELENS_SHARED_DATASETS") else {
+        eprintln!(
+            "SKIPPED: Synthea tests need CARELENS_SHARED_DATASETS (cargo xtask test sets it to ../shared/datasets)"
+        );
+        return None;
+    };
+    let tarball = Path::new(&shared).join("synthea/synthea_r4_bundles.tar.gz");
+    assert!(tarball.is_file(), "{} is missing", tarball.display());
+    let status = Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(into).status().unwrap();
+    assert!(status.success(), "tar failed on {}", tarball.display());
+    let mut files = Vec::new();
+    let mut stack = vec![into.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Some(files)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
