@@ -231,7 +231,75 @@ fn ci(root: &Path) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     check_boundaries()?;
+    front_door()?;
     test(root)
+}
+
+/// Build scripts of the main command's build graph that may reach the `cmake` crate, and why
+/// they never call it on the platforms we build for.
+const CMAKE_ALLOWED: &[(&str, &str)] =
+    &[("aws-lc-sys", "builds with the `cc` crate on Linux and macOS; cmake only for FIPS or no-asm builds")];
+
+/// The README's main command must build with a Rust toolchain and a C compiler only. Builds
+/// the release `carelens` binary with a `cmake` first on PATH that fails loudly when called
+/// (this target directory only ever builds it that way, so cached build-script outputs were
+/// made under the same rule), and refuses any new route to the `cmake` crate.
+fn front_door() -> Result<()> {
+    let tree = output(cargo().args([
+        "tree",
+        "--locked",
+        "-p",
+        "carelens-cli",
+        "-e",
+        "normal,build",
+        "-i",
+        "cmake",
+        "--depth",
+        "1",
+        "--prefix",
+        "none",
+    ]))
+    .unwrap_or_default();
+    for line in tree.lines().skip(1) {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if !name.is_empty() && !CMAKE_ALLOWED.iter().any(|(n, _)| *n == name) {
+            bail!(
+                "{name} brings the `cmake` crate into the main command's build; the README promises a build \
+                 without CMake (see CMAKE_ALLOWED in xtask/src/main.rs and ARCHITECTURE.md's native dependencies)"
+            );
+        }
+    }
+    let shim = target_dir()?.join("front-door");
+    std::fs::create_dir_all(&shim)?;
+    let called = shim.join("cmake-was-called");
+    let _ = std::fs::remove_file(&called);
+    let script = shim.join("cmake");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"front door: a build script called cmake $*; the main command must build without it\" >&2\ntouch '{}'\nexit 127\n",
+            called.display()
+        ),
+    )?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let path = std::env::join_paths(
+        std::iter::once(shim.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--locked", "--release", "-p", "carelens-cli", "--bin", "carelens"])
+        .env("PATH", path)
+        .env_remove("CMAKE")
+        .env_remove("AWS_LC_SYS_CMAKE_BUILDER");
+    run(&mut cmd).context("the README's main command does not build without cmake")?;
+    if called.exists() {
+        bail!("a build script called cmake while building the main command (see the log above)");
+    }
+    eprintln!("xtask: the main command builds without cmake (release carelens, cmake shimmed to fail)");
+    Ok(())
 }
 
 /// Provider search latency and bookings/s over HTTP for 10 000 providers and 1 M openings,

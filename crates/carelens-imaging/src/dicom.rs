@@ -69,6 +69,8 @@ impl std::fmt::Debug for DicomFile {
 
 const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// JPEG-LS lossless and near-lossless: decoded by [`crate::jpegls`], not by dicom-rs.
+const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const UNCOMPRESSED: [&str; 3] = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"];
 
@@ -97,7 +99,9 @@ impl DicomFile {
             .map_err(|e| decode_err(path, format!("cannot parse the dataset: {e}")))?;
         let info = read_info(&obj, &scan, &syntax_name);
         let file = Self { path: path.to_path_buf(), obj, info, scan };
-        if file.has_pixels() && !syntax.can_decode_all() {
+        let decoded_here =
+            file.info.transfer_syntax == RLE_LOSSLESS || JPEG_LS.contains(&file.info.transfer_syntax.as_str());
+        if file.has_pixels() && !syntax.can_decode_all() && !decoded_here {
             return Err(file.unsupported_syntax());
         }
         Ok(file)
@@ -179,6 +183,10 @@ impl DicomFile {
             let raw = self.rle_frame(index)?;
             return self.convert(&raw, index);
         }
+        if JPEG_LS.contains(&self.info.transfer_syntax.as_str()) {
+            let raw = self.jpegls_frame(index)?;
+            return self.convert(&raw, index);
+        }
         if self.info.transfer_syntax == JPEG_EXTENDED && self.bits_stored() > 8 {
             return Err(ImagingError::UnsupportedTransferSyntax {
                 path: self.path.clone(),
@@ -241,27 +249,83 @@ impl DicomFile {
             .and_then(|v| v.first().copied())
     }
 
+    /// The bytes of frame `index` of encapsulated pixel data: one fragment per frame, all
+    /// fragments for a single frame, or (JPEG family) fragments grouped by the SOI marker
+    /// that starts each frame.
+    fn encapsulated_frame(&self, index: u32) -> std::result::Result<std::borrow::Cow<'_, [u8]>, String> {
+        let Some(dicom_core::value::Value::PixelSequence(seq)) =
+            self.obj.element_opt(tags::PIXEL_DATA).ok().flatten().map(|e| e.value())
+        else {
+            return Err("pixel data is not encapsulated".into());
+        };
+        let fragments = seq.fragments();
+        let frames = self.info.frames.max(1) as usize;
+        if fragments.len() == frames {
+            return Ok(std::borrow::Cow::Borrowed(&fragments[index as usize]));
+        }
+        if frames == 1 {
+            return Ok(std::borrow::Cow::Owned(fragments.iter().flatten().copied().collect()));
+        }
+        if self.info.transfer_syntax != RLE_LOSSLESS {
+            let starts: Vec<usize> =
+                (0..fragments.len()).filter(|&i| fragments[i].starts_with(&[0xFF, 0xD8])).collect();
+            if starts.len() == frames && starts.first() == Some(&0) {
+                let from = starts[index as usize];
+                let to = starts.get(index as usize + 1).copied().unwrap_or(fragments.len());
+                return Ok(std::borrow::Cow::Owned(fragments[from..to].iter().flatten().copied().collect()));
+            }
+        }
+        Err(format!("{} fragments for {frames} frames", fragments.len()))
+    }
+
+    /// JPEG-LS (PS3.5 A.4.3), decoded by [`crate::jpegls`]: samples come back as P-bit
+    /// unsigned values, pixel-interleaved, stored in the file's BitsAllocated.
+    fn jpegls_frame(&self, index: u32) -> Result<Raw<'static>> {
+        let err = |d: String| decode_err(&self.path, format!("JPEG-LS frame {index}: {d}"));
+        let fragment = self.encapsulated_frame(index).map_err(err)?;
+        let (rows, cols) = (self.info.rows as usize, self.info.columns as usize);
+        let spp = usize::from(self.info.samples_per_pixel);
+        let frame =
+            crate::jpegls::decode(&fragment, crate::jpegls::Expect { rows, cols, components: spp }).map_err(err)?;
+        let data: Vec<u8> = match self.info.bits_allocated {
+            8 if frame.precision <= 8 => frame.samples.iter().map(|&v| v as u8).collect(),
+            16 => frame.samples.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            b => {
+                return Err(err(format!("{}-bit samples in BitsAllocated {b}", frame.precision)));
+            }
+        };
+        Ok(self.raw_from_header(data))
+    }
+
+    /// Decoded samples (pixel-interleaved, little-endian) described by the file's header:
+    /// geometry, bits, sign, photometric interpretation, rescale and window.
+    fn raw_from_header(&self, data: Vec<u8>) -> Raw<'static> {
+        let window = self.float(tags::WINDOW_CENTER).zip(self.float(tags::WINDOW_WIDTH));
+        Raw {
+            data: std::borrow::Cow::Owned(data),
+            rows: self.info.rows as usize,
+            cols: self.info.columns as usize,
+            spp: usize::from(self.info.samples_per_pixel),
+            bits_allocated: self.info.bits_allocated,
+            bits_stored: self.bits_stored(),
+            signed: self.int(tags::PIXEL_REPRESENTATION) == Some(1),
+            planar: false,
+            photometric: self.info.photometric.to_ascii_uppercase(),
+            rescale: Some((
+                self.float(tags::RESCALE_SLOPE).unwrap_or(1.0) as f32,
+                self.float(tags::RESCALE_INTERCEPT).unwrap_or(0.0) as f32,
+            )),
+            voi: window.filter(|(_, w)| *w > 0.0).map(|(c, w)| Voi::Window { center: c as f32, width: w as f32 }),
+        }
+    }
+
     /// RLE Lossless (PS3.5 Annex G), decoded here: dicom-rs refuses 32-bit samples. Each frame
     /// is one fragment holding a 64-byte header and one PackBits segment per byte plane
     /// (most significant first) per sample.
     fn rle_frame(&self, index: u32) -> Result<Raw<'static>> {
         let err = |d: String| decode_err(&self.path, format!("RLE Lossless frame {index}: {d}"));
-        let Some(dicom_core::value::Value::PixelSequence(seq)) =
-            self.obj.element_opt(tags::PIXEL_DATA).ok().flatten().map(|e| e.value())
-        else {
-            return Err(err("pixel data is not encapsulated".into()));
-        };
-        let fragments = seq.fragments();
-        let frames = self.info.frames.max(1) as usize;
-        let joined;
-        let fragment: &[u8] = if fragments.len() == frames {
-            &fragments[index as usize]
-        } else if frames == 1 {
-            joined = fragments.iter().flatten().copied().collect::<Vec<u8>>();
-            &joined
-        } else {
-            return Err(err(format!("{} fragments for {frames} frames", fragments.len())));
-        };
+        let fragment = self.encapsulated_frame(index).map_err(err)?;
+        let fragment: &[u8] = &fragment;
         let (rows, cols) = (self.info.rows as usize, self.info.columns as usize);
         let spp = usize::from(self.info.samples_per_pixel);
         let bytes_per = match self.info.bits_allocated {
@@ -293,23 +357,7 @@ impl DicomFile {
                 out[(p * spp + sample) * bytes_per + byte] = v;
             }
         }
-        let window = self.float(tags::WINDOW_CENTER).zip(self.float(tags::WINDOW_WIDTH));
-        Ok(Raw {
-            data: std::borrow::Cow::Owned(out),
-            rows,
-            cols,
-            spp,
-            bits_allocated: self.info.bits_allocated,
-            bits_stored: self.bits_stored(),
-            signed: self.int(tags::PIXEL_REPRESENTATION) == Some(1),
-            planar: false,
-            photometric: self.info.photometric.to_ascii_uppercase(),
-            rescale: Some((
-                self.float(tags::RESCALE_SLOPE).unwrap_or(1.0) as f32,
-                self.float(tags::RESCALE_INTERCEPT).unwrap_or(0.0) as f32,
-            )),
-            voi: window.filter(|(_, w)| *w > 0.0).map(|(c, w)| Voi::Window { center: c as f32, width: w as f32 }),
-        })
+        Ok(self.raw_from_header(out))
     }
 
     /// Decodes every frame (multi-frame files can be large: prefer [`frame`](Self::frame)).

@@ -9,6 +9,7 @@ mod deid;
 mod dicom;
 mod dicom_guard;
 mod error;
+mod jpegls;
 mod npz;
 mod preprocess;
 mod raster;

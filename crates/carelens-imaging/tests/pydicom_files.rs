@@ -290,6 +290,76 @@ fn compressed_files_match_their_uncompressed_twins() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// CharLS 2.4 (through pyjpegls 1.5.1, `tests/charls_oracle.py`) decoded these: the SHA-256 of
+/// every frame's samples as little-endian u16, channel-major. carelens's own JPEG-LS decoder
+/// must agree bit for bit, near-lossless and colour (line and sample interleaved) included.
+const CHARLS: &[(&str, &str)] = &[
+    ("data/emri_small_jpeg_ls_lossless.dcm", "9719c5d0f62ce971a1039c9cd73a6785427f4f80a1d3b6969cb9ffc425fba054"),
+    ("test_files/JPEGLSNearLossless_08.dcm", "5a92d12c46d60428811b4c409ac148e7c947375019474c1fabee7d3b7bd26a13"),
+    ("test_files/JPEGLSNearLossless_16.dcm", "f929318278115ce952d85c011f752634e266720680e807bd03bf97ded3f0d3e4"),
+    ("test_files/MR_small_jpeg_ls_lossless.dcm", "88617aaa46138fb1b6e2a951e762d962382354d69f47f8c04d4abff2f6a6a63e"),
+    ("test_files/SC_rgb_jls_lossy_line.dcm", "e4b777b50aa83702ab0d908257ea8ce1b47ed253f10157122bdf5abc614569e3"),
+    ("test_files/SC_rgb_jls_lossy_sample.dcm", "e4b777b50aa83702ab0d908257ea8ce1b47ed253f10157122bdf5abc614569e3"),
+];
+
+#[test]
+fn jpeg_ls_matches_charls() {
+    use sha2::Digest;
+    let Some(dir) = data_dir() else { return };
+    let mut failures = Vec::new();
+    for (name, want) in CHARLS {
+        let path = find(&dir, name);
+        let bytes = std::fs::read(&path).unwrap();
+        let frames = DicomFile::open(&path, &bytes, &Limits::DEFAULT).and_then(|f| f.frames()).unwrap();
+        let mut hash = sha2::Sha256::new();
+        for frame in &frames {
+            // Samples are integers (no rescale in these files); signed ones wrap to their
+            // 16-bit pattern, as CharLS returns them.
+            for &v in frame.pixels.iter() {
+                hash.update((v as i64 as u16).to_le_bytes());
+            }
+        }
+        let got = hex::encode(hash.finalize());
+        if got != *want {
+            failures.push(format!("{name}: {got}, CharLS gives {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Bit flips anywhere in a JPEG-LS file's pixel data (the codestream is the file's tail): the
+/// decoder returns an image or an error, never panics (test builds check arithmetic overflow).
+#[test]
+fn jpeg_ls_survives_corrupted_codestreams() {
+    let Some(dir) = data_dir() else { return };
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut decoded, mut refused) = (0, 0);
+    for (name, _) in CHARLS {
+        let path = find(&dir, name);
+        let good = std::fs::read(&path).unwrap();
+        let tail = good.len() * 3 / 4;
+        for _ in 0..150 {
+            let mut bad = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = tail + (next() as usize) % (good.len() - tail);
+                bad[at] ^= 1 << (next() % 8);
+            }
+            match DicomFile::open(&path, &bad, &Limits::DEFAULT).and_then(|f| f.frames()) {
+                Ok(_) => decoded += 1,
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    eprintln!("corrupted JPEG-LS files: {decoded} decoded, {refused} refused");
+    assert!(refused > 0, "no corruption was detected at all");
+}
+
 #[test]
 fn dicomdir_lists_the_files_it_indexes() {
     let Some(dir) = data_dir() else { return };
