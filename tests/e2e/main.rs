@@ -14,6 +14,7 @@ mod cli;
 mod crash;
 mod documents;
 mod fhir;
+mod first_run;
 mod generate;
 mod imaging;
 mod models;
@@ -71,7 +72,9 @@ impl Carelens {
         c.env_remove("CARELENS_LOG")
             .env_remove("RUST_LOG")
             .env("CARELENS_DATA_DIR", self.data_dir())
-            .env("CARELENS_MODELS", self.dir.path().join("models"));
+            .env("CARELENS_MODELS", self.dir.path().join("models"))
+            // The demo population is dated today by default; tests pin the date they were written for.
+            .env("CARELENS_DEMO_AS_OF", "2026-10-01");
         c
     }
 

@@ -53,13 +53,16 @@ fn is_percent(r: &KpiResult) -> bool {
 
 fn lines(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
     let p = r.key_columns.iter().position(|c| c == "period").unwrap_or(0);
-    let mut periods: Vec<String> = r.rows.iter().map(|row| row.keys[p].clone()).collect();
+    // A period the window covers only in part is not drawn as if it were a whole one.
+    let partial = |label: &str| r.partial.iter().any(|(l, _, _)| l == label);
+    let mut periods: Vec<String> =
+        r.rows.iter().map(|row| row.keys[p].clone()).filter(|label| !partial(label)).collect();
     periods.sort();
     periods.dedup();
     // One line per series name: (period index, value or a gap).
     type Series = (String, Vec<(usize, Option<f64>)>);
     let mut series: Vec<Series> = Vec::new();
-    for row in &r.rows {
+    for row in r.rows.iter().filter(|row| !partial(&row.keys[p])) {
         let name = label_of(r, &row.keys, &["period"]);
         let x = periods.iter().position(|q| *q == row.keys[p]).unwrap_or(0);
         let v = if row.suppressed { None } else { row.values[0] };
@@ -74,11 +77,14 @@ fn lines(r: &KpiResult, area: &Area<'_>) -> Result<(), String> {
     let values = series.iter().flat_map(|s| s.1.iter().filter_map(|p| p.1)).map(|v| v * scale);
     let (lo, hi) = values.fold((0f64, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let hi = if hi <= lo { lo + 1.0 } else { hi + (hi - lo) * 0.1 };
-    let caption = if total > MAX_SERIES {
+    let mut caption = if total > MAX_SERIES {
         format!("{} (first {MAX_SERIES} of {total} series)", r.title)
     } else {
         r.title.to_owned()
     };
+    if let Some((label, covered, full)) = r.partial.last() {
+        caption.push_str(&format!(" — {label} not shown ({covered} of {full} days)"));
+    }
     let n = periods.len().max(2);
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))

@@ -95,6 +95,22 @@ impl Period {
         start.checked_add_months(Months::new(months)).unwrap_or(NaiveDate::MAX)
     }
 
+    /// The periods `[from, to]` covers only in part: label, days covered, days in the period.
+    fn partial(self, from: NaiveDate, to: NaiveDate) -> Vec<(String, i64, i64)> {
+        let mut out = Vec::new();
+        let mut s = self.start(from);
+        while s <= to {
+            let e = self.next(s);
+            let covered = ((e - Days::new(1)).min(to) - s.max(from)).num_days() + 1;
+            let full = (e - s).num_days();
+            if covered < full {
+                out.push((self.label(self.key(s)), covered, full));
+            }
+            s = e;
+        }
+        out
+    }
+
     /// The periods overlapping `[from, to]`: key, label and the days of the overlap.
     fn between(self, from: NaiveDate, to: NaiveDate) -> Vec<(i64, String, f64)> {
         let mut out = Vec::new();
@@ -799,6 +815,11 @@ pub struct KpiResult {
     pub measures: Vec<&'static str>,
     pub rows: Vec<Row>,
     pub suppressed: usize,
+    /// Period labels the window covers only in part (`(label, days covered, days in the
+    /// period)`), e.g. the quarter the snapshot date falls in. Their rows are published, but
+    /// charts leave them out and trends are fitted without them: a rate over a few days is not
+    /// comparable with a full period's.
+    pub partial: Vec<(String, i64, i64)>,
     pub sql: String,
 }
 
@@ -866,6 +887,7 @@ pub fn run_in(ctx: &mut SQLContext, as_of: NaiveDate, def: &KpiDef, q: &Query) -
         measures: vec![],
         rows: vec![],
         suppressed: 0,
+        partial: if has_period { w.period.partial(w.from, w.to) } else { vec![] },
         sql,
     };
     let mut key_cols: Vec<&str> = def.keys.iter().copied().chain(strata.iter().map(String::as_str)).collect();
@@ -1114,6 +1136,9 @@ fn add_trend(result: &mut KpiResult) {
     type Points = (usize, Vec<(f64, f64)>);
     let mut points: BTreeMap<Vec<String>, Points> = BTreeMap::new();
     for r in &result.rows {
+        if result.partial.iter().any(|(label, _, _)| *label == r.keys[p]) {
+            continue;
+        }
         let mut k = r.keys.clone();
         k.remove(p);
         let (n, pts) = points.entry(k).or_default();

@@ -77,6 +77,7 @@ pub fn to_json(r: &KpiResult) -> Value {
         "key_columns": r.key_columns,
         "measures": r.measures,
         "suppressed_cells": r.suppressed,
+        "partial_periods": r.partial.iter().map(|(label, covered, full)| json!({"period": label, "days": covered, "of_days": full})).collect::<Vec<_>>(),
         "rows": rows,
         "sql": r.sql,
     })
@@ -147,6 +148,9 @@ pub fn to_table(r: &KpiResult) -> String {
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    }
+    for (label, covered, full) in &r.partial {
+        out.push_str(&format!("{label} is partial: the window covers {covered} of its {full} days\n"));
     }
     out
 }

@@ -402,6 +402,27 @@ fn incidence_per_1000_person_years_by_quarter() {
 }
 
 #[test]
+fn a_partial_last_period_is_named_and_not_charted() {
+    let (_t, s) = snapshot();
+    // The window ends on 1 April: Q2 is covered for one of its 91 days.
+    let query = Query { from: Some(d(2026, 1, 1)), to: Some(d(2026, 4, 1)), ..q(&[]) };
+    let r = kpi(&s, "incidence", query);
+    assert_eq!(r.partial, vec![("2026-Q2".to_owned(), 1, 91)]);
+    // The rows stay (with the right person-time), but the chart draws Q1 only and says so.
+    let py2 = 14.0 * 1.0 / 365.25;
+    close(value(&r, &["E11", "IV", "2026-Q2"], "person_years"), py2);
+    let svg = carelens_analytics::chart::svg(&r);
+    assert!(svg.contains("2026-Q2 not shown (1 of 91 days)"), "the chart names the partial period");
+    assert!(
+        carelens_analytics::output::to_table(&r).contains("2026-Q2 is partial: the window covers 1 of its 91 days")
+    );
+    assert_eq!(carelens_analytics::output::to_json(&r)["partial_periods"][0]["days"], 1);
+    // Whole quarters are not partial.
+    let r = kpi(&s, "incidence", Query { from: Some(d(2026, 1, 1)), to: Some(d(2026, 6, 30)), ..q(&[]) });
+    assert!(r.partial.is_empty(), "{:?}", r.partial);
+}
+
+#[test]
 fn vaccination_coverage_against_the_schedule() {
     let (_t, s) = snapshot();
     let r = kpi(&s, "vaccination_coverage", q(&[]));

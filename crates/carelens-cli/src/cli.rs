@@ -21,7 +21,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Dates on the command line: `YYYY-MM-DD`, with an error that says so.
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|e| format!("expected a date as YYYY-MM-DD, e.g. 2026-10-01 ({e})"))
+}
+
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Data directory for the embedded store and local objects
     /// [default: $XDG_DATA_HOME/carelens or ~/.local/share/carelens]
@@ -39,6 +46,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = env::CARELENS_OBJECTS, value_name = "URL")]
     pub objects: Option<String>,
 
+    /// Create the data directory's store if there is none (demo, generate, ingest and users
+    /// add do so anyway; other commands refuse a data directory without a store)
+    #[arg(long, global = true)]
+    pub init: bool,
+
     /// Print the result as one JSON document on stdout (logs and progress stay on stderr)
     #[arg(long, global = true)]
     pub json: bool,
@@ -52,8 +64,9 @@ pub struct GlobalArgs {
     pub quiet: bool,
 
     /// Model registry: one folder per model, one `vN` folder per trained version
-    #[arg(long, global = true, env = env::CARELENS_MODELS, value_name = "DIR", default_value = "models")]
-    pub models: PathBuf,
+    /// [default: <data-dir>/models, holding the models bundled with this binary]
+    #[arg(long, global = true, env = env::CARELENS_MODELS, value_name = "DIR")]
+    pub models: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -393,11 +406,11 @@ pub struct KpiRunArgs {
     pub by: Vec<String>,
 
     /// Window start [default: per KPI, e.g. one year before --to]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub from: Option<NaiveDate>,
 
     /// Window end [default: the snapshot's date]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub to: Option<NaiveDate>,
 
     /// Length of `period` strata: month, quarter or year
@@ -481,11 +494,11 @@ pub struct PredictArgs {
     pub patients: Option<Vec<String>>,
 
     /// Only patients with a history entry on or after this date
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub since: Option<NaiveDate>,
 
     /// Date features are computed on [default: the population's generation date, else today]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
 
     /// Skip the occlusion heatmaps (about 50 extra network passes per positive finding)
@@ -535,7 +548,7 @@ pub struct TrainFusionArgs {
     pub seed: u64,
 
     /// Date features are computed on [default: the population's generation date, else today]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
 }
 
@@ -860,7 +873,7 @@ pub struct ExportAnalyticsArgs {
 
     /// Reference date: ages and default KPI windows end here [default: the population's
     /// generation date, else today]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
 }
 
@@ -875,7 +888,7 @@ pub struct ExportFeedbackArgs {
     pub out: PathBuf,
 
     /// History up to this date counts [default: the population's generation date, else today]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
 }
 
@@ -890,7 +903,7 @@ pub struct ExportFeaturesArgs {
     pub out: PathBuf,
 
     /// History up to this date counts [default: the population's generation date, else today]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
 }
 
@@ -1009,7 +1022,7 @@ pub struct GenerateArgs {
 
     /// Generation date (YYYY-MM-DD): histories end here, upcoming appointments follow it.
     /// Fixed by default so that a seed means the same population on any day
-    #[arg(long, value_name = "DATE", default_value_t = carelens_synth::Config::default_as_of())]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD", default_value_t = carelens_synth::Config::default_as_of())]
     pub as_of: NaiveDate,
 
     /// Worker threads [default: number of CPUs]; the output does not depend on it
@@ -1035,6 +1048,12 @@ pub struct DemoArgs {
     #[arg(long)]
     pub no_serve: bool,
 
+    /// Date the demo population is generated as of (YYYY-MM-DD; only used when the data
+    /// directory has none yet) [default: today]. The same date and --patients always give the
+    /// same population; pin it in scripts and CI
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD", env = env::CARELENS_DEMO_AS_OF)]
+    pub as_of: Option<NaiveDate>,
+
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -1053,6 +1072,6 @@ pub struct PatientsArgs {
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Date ages are computed on [default: the population's generation date, else today]
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_parser = parse_date, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
 }

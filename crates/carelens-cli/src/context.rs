@@ -11,6 +11,16 @@ use crate::env;
 /// File name of the embedded store inside the data directory.
 pub const STORE_FILE: &str = "carelens.sqlite";
 
+/// Whether [`Context::open`] may create a store where there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    No,
+    /// With a note on stderr.
+    Yes,
+    /// Commands that never read the store (key generation).
+    Quietly,
+}
+
 pub struct Context {
     pub data_dir: PathBuf,
     /// Where the store and objects are, for messages (credentials removed).
@@ -50,14 +60,32 @@ fn ensure_writable_dir(dir: &Path) -> Result<()> {
 }
 
 impl Context {
+    /// Opens the stores. With the embedded default, a data directory without a store is
+    /// refused unless `create` (commands that bring data, or `--init`): a mistyped
+    /// `--data-dir` must not look like an empty population.
     pub fn open(
         data_dir: Option<PathBuf>,
         store: Option<String>,
         objects: Option<String>,
+        create: Create,
         json: bool,
         quiet: bool,
     ) -> Result<Self> {
         let data_dir = data_dir.unwrap_or_else(default_data_dir);
+        if store.is_none() && !data_dir.join(STORE_FILE).exists() {
+            match create {
+                Create::No => anyhow::bail!(
+                    "no carelens data in {} (no {STORE_FILE}): check --data-dir / {}; `carelens demo` or `carelens \
+                     generate` makes a population there, and --init makes an empty store",
+                    data_dir.display(),
+                    env::CARELENS_DATA_DIR
+                ),
+                Create::Yes if !quiet => {
+                    eprintln!("note: new data directory {}: starting with an empty store", data_dir.display())
+                }
+                Create::Yes | Create::Quietly => {}
+            }
+        }
         ensure_writable_dir(&data_dir)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -44,3 +44,6 @@ pub const CARELENS_MASTER_KEY: &str = "CARELENS_MASTER_KEY";
 pub const CARELENS_MASTER_KEY_PREVIOUS: &str = "CARELENS_MASTER_KEY_PREVIOUS";
 /// The sender address of those messages.
 pub const CARELENS_MAIL_FROM: &str = "CARELENS_MAIL_FROM";
+/// Date `carelens demo` generates its population as of (same as `demo --as-of`; default
+/// today). Pin it where the same population is wanted every day (scripts, CI).
+pub const CARELENS_DEMO_AS_OF: &str = "CARELENS_DEMO_AS_OF";

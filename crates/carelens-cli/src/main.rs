@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod output;
+mod bundled;
 mod cli;
 mod commands;
 mod context;
@@ -12,7 +13,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    // Under --json, stdout is one JSON document even when the command fails.
+    let json = std::env::args_os().any(|a| a == "--json");
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let message = e.render().to_string();
+            eprint!("{message}");
+            let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            println!("{}", serde_json::json!({"error": first, "kind": "usage", "exit_code": 2}));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     // A server logs one line per request by default; other commands only warnings.
     let serving = match &cli.command {
         cli::Command::Serve(_) => true,
@@ -25,6 +38,9 @@ fn main() -> ExitCode {
         Err(e) => {
             // Error chains name what failed and where; they never carry patient data.
             eprintln!("error: {e:#}");
+            if json && !output::json_printed() {
+                println!("{}", serde_json::json!({"error": format!("{e:#}"), "exit_code": 1}));
+            }
             ExitCode::FAILURE
         }
     }

@@ -12,8 +12,17 @@ macro_rules! outln {
 use anyhow::Result;
 use serde::Serialize;
 
+/// Whether a JSON document went to stdout already (then an error goes to stderr only, so
+/// stdout stays one document).
+static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn json_printed() -> bool {
+    PRINTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
+    PRINTED.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     use std::io::Write;

@@ -26,6 +26,7 @@ pub enum AuditError {
 }
 
 /// The key that signs checkpoints.
+#[derive(Clone)]
 pub struct AuditKey(SigningKey);
 
 impl std::fmt::Debug for AuditKey {

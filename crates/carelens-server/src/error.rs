@@ -84,7 +84,7 @@ codes! {
     DocumentTampered = CONFLICT, "document_tampered", "the stored document no longer matches its digest; do not trust it";
     BadSignature = BAD_REQUEST, "bad_signature", "the detached signature or public key is malformed or does not match the document";
     UnknownSigner = BAD_REQUEST, "unknown_signer", "the signing key is not registered for you: POST it to /api/v1/me/signing-keys";
-    EncryptionNotConfigured = SERVICE_UNAVAILABLE, "encryption_not_configured", "documents need CARELENS_MASTER_KEY on the server (carelens records keygen)";
+    EncryptionNotConfigured = SERVICE_UNAVAILABLE, "encryption_not_configured", "documents and prescriptions (their signing keys) need CARELENS_MASTER_KEY on the server (carelens records keygen; the demo makes one)";
     RouteNotFound = NOT_FOUND, "route_not_found", "no such endpoint; see /openapi.json";
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method_not_allowed", "the endpoint exists but not with this method";
     UsernameTaken = CONFLICT, "username_taken", "another user has this user name";

@@ -203,17 +203,25 @@ impl MongoStore {
         opts.app_name = Some("carelens".into());
         opts.write_concern = Some(WriteConcern::majority());
         opts.read_concern = Some(ReadConcern::majority());
-        opts.server_selection_timeout = opts.server_selection_timeout.or(Some(Duration::from_secs(10)));
+        let selection_timeout = opts.server_selection_timeout.unwrap_or(Duration::from_secs(10));
+        opts.server_selection_timeout = Some(selection_timeout);
         let db_name = opts.default_database.clone().unwrap_or_else(|| "carelens".into());
         let client = Client::with_options(opts).map_err(|e| backend(&location, "cannot configure client", &e))?;
         let db = client.database(&db_name);
-        db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
-            let what = if matches!(e.kind.as_ref(), ErrorKind::Authentication { .. }) {
-                "MongoDB refused the credentials (check the user and password in the URL)"
-            } else {
-                "cannot reach MongoDB (check the host, port and credentials)"
-            };
-            backend(&location, what, &e)
+        db.run_command(doc! { "ping": 1 }).await.map_err(|e| match e.kind.as_ref() {
+            ErrorKind::Authentication { .. } => {
+                backend(&location, "MongoDB refused the credentials (check the user and password in the URL)", &e)
+            }
+            // The driver's message here is a dump of its topology; one line says more.
+            ErrorKind::ServerSelection { .. } => StoreError::Backend {
+                backend: BACKEND,
+                message: format!(
+                    "cannot reach MongoDB at {location}: no server answered within {} s (is mongod running, and are \
+                     the host and port right? a replica set needs ?replicaSet=NAME, a single node ?directConnection=true)",
+                    selection_timeout.as_secs()
+                ),
+            },
+            _ => backend(&location, "cannot reach MongoDB (check the host, port and credentials)", &e),
         })?;
         let store = Self { client, db, location };
         store.create_indexes().await?;

@@ -69,6 +69,9 @@ pub fn import(ctx: &Context, args: &IngestFhirArgs) -> Result<()> {
     if args.strict && (summary.failed_files > 0 || problems > 0) {
         bail!("{} of {} files failed, {problems} resources had problems", summary.failed_files, summary.files);
     }
+    if summary.files > 0 && summary.failed_files == summary.files {
+        bail!("none of the {} files could be imported (the report above says why for each)", summary.files);
+    }
     Ok(())
 }
 
@@ -155,8 +158,12 @@ pub fn export(ctx: &Context, args: &ExportFhirArgs) -> Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    if !(single && args.out == Path::new("-")) {
-        outln!("exported {written} patient record(s) as FHIR R4 bundles to {}", args.out.display());
+    if single && args.out == Path::new("-") {
+        return Ok(());
     }
+    if ctx.json {
+        return output::json(&serde_json::json!({"exported": written, "out": args.out.display().to_string()}));
+    }
+    outln!("exported {written} patient record(s) as FHIR R4 bundles to {}", args.out.display());
     Ok(())
 }

@@ -22,6 +22,13 @@ pub fn run(ctx: &Context, args: &IngestImagesArgs) -> Result<()> {
     if args.strict && report.failed > 0 {
         bail!("{} of {} files failed", report.failed, report.files.len());
     }
+    if report.failed > 0 && report.ingested + report.duplicate == 0 {
+        bail!(
+            "none of the {} files was ingested ({} failed; the report above says why for each)",
+            report.files.len(),
+            report.failed
+        );
+    }
     Ok(())
 }
 

@@ -80,8 +80,9 @@ pub fn predict_batch(
     let models = load_models(light, fusion)?;
     if models.image.is_empty() && models.tabular.is_empty() {
         bail!(
-            "the registry {} has no image model trained on DICOM studies and no history model: point --models at \
-             the repository's models/ folder, or train one with `carelens train image` / `carelens train tabular`",
+            "the registry {} has no image model trained on DICOM studies and no history model (no <name>/v<N>/model.json \
+             inside): leave --models and CARELENS_MODELS unset for the models bundled with carelens, or train one with \
+             `carelens train image` / `carelens train tabular`",
             light.models.display()
         );
     }

@@ -13,6 +13,7 @@ use carelens_store::{ObjectStore, PageRequest, Store};
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 
+use super::demo_keys::DemoKeys;
 use crate::cli::{AddUserArgs, ServeArgs};
 use crate::context::{Context, Light};
 use crate::{env, output};
@@ -53,7 +54,7 @@ fn token_key(quiet: bool) -> Result<TokenKey> {
     }
 }
 
-fn state(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<AppState> {
+fn state(ctx: &Context, light: &Light, args: &ServeArgs, demo: Option<&DemoKeys>) -> Result<AppState> {
     let runner = Runner {
         store: ctx.store.clone(),
         objects: ctx.objects.clone(),
@@ -74,18 +75,33 @@ fn state(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<AppState> {
         Some(Arc::new(runner)),
     )
     .with_analytics(super::analytics::cache_dir(ctx));
-    Ok(match carelens_records::keys::Keyring::from_env()? {
+    let keys = match demo {
+        Some(d) => Some(d.keyring.clone()),
+        None => carelens_records::keys::Keyring::from_env()?,
+    };
+    Ok(match keys {
         Some(keys) => state.with_keys(keys),
         None => {
             if !ctx.quiet {
                 eprintln!(
-                    "note: {} is not set, so document uploads are refused (make one with `carelens records keygen`)",
-                    crate::env::CARELENS_MASTER_KEY
+                    "note: {} is not set, so document uploads and prescriptions are refused (make one with \
+                     `carelens records keygen`){}",
+                    crate::env::CARELENS_MASTER_KEY,
+                    demo_hint(ctx)
                 );
             }
             state
         }
     })
+}
+
+/// For a demo data directory served by `serve`: where its keys are.
+fn demo_hint(ctx: &Context) -> String {
+    super::demo_keys::exists(&ctx.data_dir)
+        .map(|p| {
+            format!("; this demo data directory's keys are in {} (`set -a; . {}; set +a`)", p.display(), p.display())
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Serialize)]
@@ -101,9 +117,10 @@ fn serve_until_ctrl_c(
     light: &Light,
     args: &ServeArgs,
     any_port_if_taken: bool,
+    demo: Option<&DemoKeys>,
     before: impl FnOnce(&str),
 ) -> Result<()> {
-    let state = state(ctx, light, args)?;
+    let state = state(ctx, light, args, demo)?;
     ctx.runtime.block_on(async {
         let listener = match carelens_server::bind(args.bind).await {
             Err(e) if any_port_if_taken && e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -139,8 +156,12 @@ fn serve_until_ctrl_c(
             }
             _ => None,
         };
-        // Sign the audit log's head every 5 minutes (and once more on the way out).
-        let signer = match super::audit::key_from_env()? {
+        // Sign the audit log's head at start, every 5 minutes, and once more on the way out.
+        let audit_key = match demo {
+            Some(d) => Some(d.audit.clone()),
+            None => super::audit::key_from_env()?,
+        };
+        let signer = match audit_key {
             Some(key) => {
                 if !ctx.json {
                     outln!("signing audit checkpoints every 5 minutes (key {}…)", &key.public_hex()[..12]);
@@ -148,11 +169,8 @@ fn serve_until_ctrl_c(
                 let store = Arc::clone(&ctx.store);
                 let mut rx = stop_rx.clone();
                 Some(tokio::spawn(async move {
+                    let mut stopping = false;
                     loop {
-                        let stopping = tokio::select! {
-                            _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => false,
-                            _ = rx.wait_for(|s| *s) => true,
-                        };
                         match carelens_records::audit::checkpoint(store.as_ref(), &key, chrono::Utc::now()).await {
                             Ok(_) | Err(carelens_records::AuditError::Empty) => {}
                             Err(e) => tracing::warn!(error = %e, "audit checkpoint not written; retrying in 5 minutes"),
@@ -160,6 +178,10 @@ fn serve_until_ctrl_c(
                         if stopping {
                             break;
                         }
+                        stopping = tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(300)) => false,
+                            _ = rx.wait_for(|s| *s) => true,
+                        };
                     }
                 }))
             }
@@ -190,7 +212,7 @@ pub fn run(ctx: &Context, light: &Light, args: &ServeArgs) -> Result<()> {
             "note: no user accounts yet: `carelens demo` makes demo accounts, `carelens users add` makes real ones"
         );
     }
-    serve_until_ctrl_c(ctx, light, args, false, |_| {})
+    serve_until_ctrl_c(ctx, light, args, false, None, |_| {})
 }
 
 /// What an account is tied to: a doctor's practice, a patient's record, a mail address.
@@ -343,8 +365,8 @@ pub fn print_logins(url: &str, logins: &[DemoLogin]) {
 }
 
 /// The demo's last step: serve until Ctrl-C with the accounts printed.
-pub fn demo_serve(ctx: &Context, light: &Light, args: &ServeArgs, logins: &[DemoLogin]) -> Result<()> {
-    serve_until_ctrl_c(ctx, light, args, true, |url| {
+pub fn demo_serve(ctx: &Context, light: &Light, args: &ServeArgs, keys: &DemoKeys, logins: &[DemoLogin]) -> Result<()> {
+    serve_until_ctrl_c(ctx, light, args, true, Some(keys), |url| {
         if !ctx.json {
             print_logins(url, logins);
         }

@@ -247,7 +247,18 @@ pub fn image(ctx: &Light, args: &TrainImageArgs) -> Result<()> {
     report(ctx, &registry, &manifest, version, Some(history.best_epoch))
 }
 
+/// Above this validation ECE a model's probabilities are not to be trusted as risks.
+const ECE_WARNING: f64 = 0.10;
+
 fn report(ctx: &Light, registry: &Registry, m: &ModelManifest, version: u32, best_epoch: Option<usize>) -> Result<()> {
+    // On stderr, so it is seen with --json too.
+    for r in m.assessment.reports.iter().filter(|r| r.ece > ECE_WARNING) {
+        eprintln!(
+            "warning: {} v{version}: {} is poorly calibrated on validation (ECE {:.2} > {ECE_WARNING:.2}); its \
+             probabilities are not risks yet: train longer (--epochs) or on more data before promoting it",
+            m.name, r.label, r.ece
+        );
+    }
     if ctx.json {
         return output::json(m);
     }
