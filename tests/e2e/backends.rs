@@ -97,7 +97,7 @@ fn demo_on_mongodb_and_s3_matches_the_embedded_default() {
     assert!(err.contains("--objects") && err.contains("bucket `no-such-bucket` does not exist"), "{err}");
     let no_creds = c
         .command()
-        .args(["--objects", &objects, "stats"])
+        .args(["--init", "--objects", &objects, "stats"])
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()

@@ -22,10 +22,31 @@ fn unwritable_data_dir_says_what_to_do() {
     let file = c.dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let bad = file.join("data");
-    let err = c.fails(&["stats", "--data-dir", bad.to_str().unwrap()], 1);
+    let err = c.fails(&["generate", "--patients", "5", "--data-dir", bad.to_str().unwrap()], 1);
     assert!(err.contains(&format!("cannot use data directory {}", bad.display())), "{err}");
     assert!(err.contains("choose a writable directory with --data-dir or CARELENS_DATA_DIR"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), b"x", "nothing else damaged");
+}
+
+#[test]
+fn a_mistyped_data_dir_is_not_an_empty_population() {
+    let c = Carelens::new();
+    c.ok(&["generate", "--patients", "20"]);
+    let typo = c.dir.path().join("dta");
+    let err = c.fails(&["stats", "--data-dir", typo.to_str().unwrap()], 1);
+    assert!(err.contains(&format!("no carelens data in {}", typo.display())), "{err}");
+    assert!(err.contains("carelens demo") && err.contains("--init"), "says what to do: {err}");
+    assert!(!typo.exists(), "nothing was created");
+    // Under --json the error is the one JSON document on stdout.
+    let out = c.run(&["--json", "stats", "--data-dir", typo.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("no carelens data"), "{v}");
+    // So is a usage error.
+    let out = c.run(&["--json", "generate", "--as-of", "01.10.2026"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("YYYY-MM-DD"), "dates say their format: {v}");
 }
 
 #[test]

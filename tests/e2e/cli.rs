@@ -58,7 +58,10 @@ fn demo_runs_then_reuses_its_population() {
 #[test]
 fn stats_on_an_empty_store_says_what_to_do() {
     let c = Carelens::new();
-    let text = c.ok(&["stats"]);
+    // No store yet: refused (a mistyped --data-dir must not look like an empty population).
+    let err = c.fails(&["stats"], 1);
+    assert!(err.contains("no carelens data in") && err.contains("carelens demo"), "{err}");
+    let text = c.ok(&["--init", "stats"]);
     assert!(text.contains("The store is empty. Run `carelens demo`"), "{text}");
     let json = c.json(&["stats"]);
     assert_eq!(json["counts"]["patients"], 0);
