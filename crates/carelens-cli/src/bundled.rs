@@ -20,11 +20,14 @@ mod files {
 struct Version<'a> {
     name: &'a str,
     version: &'a str,
-    files: Vec<(&'a str, &'a [u8])>,
+    files: Vec<File<'a>>,
 }
 
+/// A model file: `(name inside its version folder, bytes)`.
+type File<'a> = (&'a str, &'a [u8]);
+
 fn versions(all: &'static [(&'static str, &'static [u8])]) -> Result<Vec<Version<'static>>> {
-    let mut by: BTreeMap<(&str, &str), Vec<(&str, &[u8])>> = BTreeMap::new();
+    let mut by: BTreeMap<(&str, &str), Vec<File<'static>>> = BTreeMap::new();
     for (path, bytes) in all {
         let mut parts = path.splitn(3, '/');
         let (Some(name), Some(version), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
