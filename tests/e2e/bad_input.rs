@@ -50,6 +50,17 @@ fn a_mistyped_data_dir_is_not_an_empty_population() {
 }
 
 #[test]
+fn an_unreachable_mongodb_is_one_line_with_the_url() {
+    let c = Carelens::new();
+    let url = format!("mongodb://carelens:secret@127.0.0.1:{}/demo", crate::free_port());
+    let err = c.fails(&["--store", &url, "stats"], 1);
+    let port = url.rsplit(':').next().unwrap().trim_end_matches("/demo");
+    assert!(err.contains(&format!("cannot reach MongoDB at mongodb://127.0.0.1:{port}/demo")), "{err}");
+    assert!(!err.contains("secret"), "credentials redacted: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line, not the driver's topology: {err}");
+}
+
+#[test]
 fn newer_schema_is_refused_untouched() {
     let c = Carelens::new();
     c.ok(&["generate", "--patients", "20"]);

@@ -71,6 +71,9 @@ fn exported_records_validate_against_the_r4_schema_and_import_again() {
     let files = json_files(&out);
     let before = c.json(&["stats"]);
     assert_eq!(files.len() as u64, before["counts"]["patients"].as_u64().unwrap(), "{said}");
+    // With --json the summary is JSON too.
+    let summary = c.json(&["export", "fhir", "--all", "--out", out.to_str().unwrap()]);
+    assert_eq!(summary["exported"].as_u64(), Some(files.len() as u64), "{summary}");
 
     // The export covers what the issue lists, prediction sets as RiskAssessment included.
     let mut kinds = std::collections::BTreeSet::new();

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Carelens;
 use crate::serve::{Http, login_of};
@@ -62,14 +62,7 @@ fn demo_from_anywhere_uses_the_bundled_models_and_its_own_keys() {
     let http = Http::new(&url);
     let login = |role: &str| {
         let (user, password) = login_of(&demo, role);
-        let r = http.call(
-            reqwest::Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({"username": user, "password": password})),
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body["token"].as_str().unwrap().to_owned()
+        http.login(user, password)
     };
     let (doctor, patient) = (login("doctor"), login("patient"));
     let id = demo["logins"].as_array().unwrap().iter().find_map(|l| l["try_patient"].as_str()).unwrap().to_owned();
@@ -87,15 +80,10 @@ fn demo_from_anywhere_uses_the_bundled_models_and_its_own_keys() {
     });
     assert_eq!(status, 201, "the demo's master key allows uploads: {doc}");
     let doc_id = doc["id"].as_str().unwrap();
-    let listed = http.call(reqwest::Method::GET, &format!("/api/v1/patients/{id}/documents"), Some(&patient), None);
+    let listed = http.get(&format!("/api/v1/patients/{id}/documents"), &patient);
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert!(listed.body.to_string().contains(doc_id), "the patient sees the letter: {}", listed.body);
-    let verified = http.call(
-        reqwest::Method::GET,
-        &format!("/api/v1/patients/{id}/documents/{doc_id}/verify"),
-        Some(&patient),
-        None,
-    );
+    let verified = http.get(&format!("/api/v1/patients/{id}/documents/{doc_id}/verify"), &patient);
     assert_eq!((verified.status, verified.body["status"].as_str()), (200, Some("valid")), "{}", verified.body);
     // Ctrl-C: the server finishes and signs the log's head on the way out.
     let stopped = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

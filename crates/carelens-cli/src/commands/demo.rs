@@ -96,7 +96,8 @@ fn models_step(light: &Light, images: Option<&SyntheticImagesReport>, labels: &s
 }
 
 /// The first patient (in id order) with a high-risk, not yet recorded diagnosis that has a
-/// heatmap, else one with any evidence, else the first with a set.
+/// heatmap, else one with any evidence, else the first with a set; always one with a
+/// practice (a non-cancelled appointment), whose doctor the demo's doctor then is.
 fn example_set(ctx: &Context) -> Result<Option<carelens_domain::PredictionSet>> {
     use carelens_store::PageRequest;
     let mut first = None;
@@ -105,6 +106,10 @@ fn example_set(ctx: &Context) -> Result<Option<carelens_domain::PredictionSet>> 
         let got = ctx.runtime.block_on(ctx.store.list_patients(req))?;
         for p in &got.items {
             let Some(set) = ctx.runtime.block_on(ctx.store.latest_prediction_set(&p.id))? else { continue };
+            let appointments = ctx.runtime.block_on(ctx.store.appointments_for_patient(&p.id))?;
+            if appointments.iter().all(|a| a.status == carelens_domain::AppointmentStatus::Cancelled) {
+                continue;
+            }
             let high_new = |d: &carelens_domain::DiagnosisPrediction| {
                 !d.known && d.risk_band == carelens_domain::RiskBand::High && !d.evidence.is_empty()
             };
