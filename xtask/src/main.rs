@@ -2,7 +2,9 @@
 //!
 //! - `test`: install the MongoDB and S3 servers (cached), build the `carelens` binary, then run
 //!   the whole test suite (what the README and `.ci/run` call).
-//! - `ci`: formatting, clippy, dependency-boundary checks, then `test`.
+//! - `ci`: formatting, clippy, dependency-boundary checks, then `test`, all with a `cmake`
+//!   on PATH that fails when called (the main command must build without CMake).
+//! - `front-door`: the README's main command's release build under the same rule.
 //! - `bench-store [PATIENTS] [OBJECTS]`: history inserts/s and 1 MB object puts/s, embedded vs
 //!   MongoDB + S3, side by side.
 //! - `bench-ml [SECONDS]`: image-network training/inference images/s (burn flex and ndarray vs
@@ -45,6 +47,7 @@ fn real_main() -> Result<()> {
         "test" => test(&root),
         "ci" => ci(&root),
         "bench-store" => bench_store(args.collect()),
+        "front-door" => front_door(),
         "fuzz" => fuzz(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(600)),
         "bench-imaging" => bench_imaging(&root, args.next().map(|n| n.parse()).transpose()?.unwrap_or(10.0)),
         "fixtures" => {
@@ -87,8 +90,15 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Set by [`shim_cmake`]: a PATH whose first entry holds a `cmake` that fails when called.
+static NO_CMAKE_PATH: std::sync::OnceLock<(std::ffi::OsString, PathBuf)> = std::sync::OnceLock::new();
+
 fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    if let Some((path, _)) = NO_CMAKE_PATH.get() {
+        cmd.env("PATH", path).env_remove("CMAKE").env_remove("AWS_LC_SYS_CMAKE_BUILDER");
+    }
+    cmd
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -227,12 +237,25 @@ fn check_boundaries() -> Result<()> {
     Ok(())
 }
 
+/// CI builds everything (the README's main command's binary, `carelens`, included) with a
+/// `cmake` first on PATH that fails when called; see [`shim_cmake`].
 fn ci(root: &Path) -> Result<()> {
+    shim_cmake()?;
+    no_route_to_cmake()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
     check_boundaries()?;
-    front_door()?;
-    test(root)
+    test(root)?;
+    cmake_was_not_called()
+}
+
+/// `cargo xtask front-door`: the README's main command as written (release), without cmake.
+fn front_door() -> Result<()> {
+    shim_cmake()?;
+    no_route_to_cmake()?;
+    run(cargo().args(["build", "--locked", "--release", "-p", "carelens-cli", "--bin", "carelens"]))
+        .context("the README's main command does not build without cmake")?;
+    cmake_was_not_called()
 }
 
 /// Build scripts of the main command's build graph that may reach the `cmake` crate, and why
@@ -240,11 +263,8 @@ fn ci(root: &Path) -> Result<()> {
 const CMAKE_ALLOWED: &[(&str, &str)] =
     &[("aws-lc-sys", "builds with the `cc` crate on Linux and macOS; cmake only for FIPS or no-asm builds")];
 
-/// The README's main command must build with a Rust toolchain and a C compiler only. Builds
-/// the release `carelens` binary with a `cmake` first on PATH that fails loudly when called
-/// (this target directory only ever builds it that way, so cached build-script outputs were
-/// made under the same rule), and refuses any new route to the `cmake` crate.
-fn front_door() -> Result<()> {
+/// Refuses any new route to the `cmake` crate in the `carelens` binary's build graph.
+fn no_route_to_cmake() -> Result<()> {
     let tree = output(cargo().args([
         "tree",
         "--locked",
@@ -269,6 +289,13 @@ fn front_door() -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Puts a `cmake` that fails loudly (and leaves a marker) first on PATH for every cargo this
+/// process runs. The target directory is only ever built this way by CI, so cached
+/// build-script outputs were made under the same rule.
+fn shim_cmake() -> Result<()> {
     let shim = target_dir()?.join("front-door");
     std::fs::create_dir_all(&shim)?;
     let called = shim.join("cmake-was-called");
@@ -287,18 +314,19 @@ fn front_door() -> Result<()> {
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
     }
     let path = std::env::join_paths(
-        std::iter::once(shim.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        std::iter::once(shim).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )?;
-    let mut cmd = cargo();
-    cmd.args(["build", "--locked", "--release", "-p", "carelens-cli", "--bin", "carelens"])
-        .env("PATH", path)
-        .env_remove("CMAKE")
-        .env_remove("AWS_LC_SYS_CMAKE_BUILDER");
-    run(&mut cmd).context("the README's main command does not build without cmake")?;
-    if called.exists() {
-        bail!("a build script called cmake while building the main command (see the log above)");
+    let _ = NO_CMAKE_PATH.set((path, called));
+    Ok(())
+}
+
+fn cmake_was_not_called() -> Result<()> {
+    if let Some((_, called)) = NO_CMAKE_PATH.get()
+        && called.exists()
+    {
+        bail!("a build script called cmake (see the log above); the README's main command must build without it");
     }
-    eprintln!("xtask: the main command builds without cmake (release carelens, cmake shimmed to fail)");
+    eprintln!("xtask: everything built without cmake (a cmake that fails when called was first on PATH)");
     Ok(())
 }
 
