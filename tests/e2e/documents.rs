@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::Carelens;
-use crate::serve::{Server, login_of};
+use crate::serve::{Http, Server, login_of};
 
 fn sql(c: &Carelens, script: &str) -> String {
     let db = c.data_dir().join("carelens.sqlite");
@@ -38,30 +38,21 @@ fn uploaded_documents_verify_and_tampering_is_named() {
 
     let server = Server::start_with(&c, &models, &[("CARELENS_MASTER_KEY", &key)]);
     let (user, password) = login_of(&demo, "patient");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = reqwest::Client::new();
-    let (status, doc) = rt.block_on(async {
-        let login: Value = client
-            .post(format!("{}/api/v1/auth/login", server.url))
-            .json(&serde_json::json!({"username": user, "password": password}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["token"].as_str().unwrap();
-        let me = login["user"]["patient"].as_str().unwrap();
-        let r = client
-            .post(format!("{}/api/v1/patients/{me}/documents?kind=lab_report&title=Blood%20count", server.url))
-            .bearer_auth(token)
-            .header("content-type", "application/pdf")
-            .body(b"%PDF-1.7\n% haemoglobin 13.1 g/dL\n%%EOF\n".to_vec())
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
+    let http = Http::new(&server.url);
+    let login = http.call(
+        reqwest::Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(serde_json::json!({"username": user, "password": password})),
+    );
+    let token = login.body["token"].as_str().unwrap();
+    let me = login.body["user"]["patient"].as_str().unwrap();
+    let upload = http.post_pdf(
+        &format!("/api/v1/patients/{me}/documents?kind=lab_report&title=Blood%20count"),
+        token,
+        b"%PDF-1.7\n% haemoglobin 13.1 g/dL\n%%EOF\n",
+    );
+    let (status, doc) = (upload.status, upload.body);
     drop(server);
     assert_eq!(status, 201, "{doc}");
     let id = doc["id"].as_str().unwrap();

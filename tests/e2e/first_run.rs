@@ -66,18 +66,12 @@ fn demo_from_anywhere_uses_the_bundled_models_and_its_own_keys() {
     };
     let (doctor, patient) = (login("doctor"), login("patient"));
     let id = demo["logins"].as_array().unwrap().iter().find_map(|l| l["try_patient"].as_str()).unwrap().to_owned();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (status, doc) = rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(format!("{url}/api/v1/patients/{id}/documents?kind=letter&title=Discharge%20letter"))
-            .bearer_auth(&doctor)
-            .header("content-type", "application/pdf")
-            .body(b"%PDF-1.7\n% discharged in good health\n%%EOF\n".to_vec())
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    });
+    let upload = http.post_pdf(
+        &format!("/api/v1/patients/{id}/documents?kind=letter&title=Discharge%20letter"),
+        &doctor,
+        b"%PDF-1.7\n% discharged in good health\n%%EOF\n",
+    );
+    let (status, doc) = (upload.status, upload.body);
     assert_eq!(status, 201, "the demo's master key allows uploads: {doc}");
     let doc_id = doc["id"].as_str().unwrap();
     let listed = http.get(&format!("/api/v1/patients/{id}/documents"), &patient);

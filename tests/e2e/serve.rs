@@ -75,32 +75,8 @@ impl Http {
         Self { rt, client: reqwest::Client::new(), base: base.to_string() }
     }
 
-    pub fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         self.rt.block_on(async {
-            let mut req = self.client.request(method, format!("{}{path}", self.base));
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            if let Some(b) = body {
-                req = req.json(&b);
-            }
-            let resp = req.send().await.unwrap();
-            let status = resp.status().as_u16();
-            let bytes = resp.bytes().await.unwrap();
-            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            Reply { status, body }
-        })
-    }
-
-    /// POST with an `Idempotency-Key` header.
-    pub fn post_keyed(&self, path: &str, token: &str, key: &str, body: Value) -> Reply {
-        self.rt.block_on(async {
-            let req = self
-                .client
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(token)
-                .header("Idempotency-Key", key)
-                .json(&body);
             let resp = req.send().await.unwrap();
             let status = resp.status().as_u16();
             let bytes = resp.bytes().await.unwrap();
@@ -108,8 +84,33 @@ impl Http {
         })
     }
 
+    pub fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.send(req)
+    }
+
+    /// POST with an `Idempotency-Key` header.
+    pub fn post_keyed(&self, path: &str, token: &str, key: &str, body: Value) -> Reply {
+        let url = format!("{}{path}", self.base);
+        self.send(self.client.post(url).bearer_auth(token).header("Idempotency-Key", key).json(&body))
+    }
+
     pub fn get(&self, path: &str, token: &str) -> Reply {
         self.call(reqwest::Method::GET, path, Some(token), None)
+    }
+
+    /// Uploads `body` as a PDF document (`POST`, `Content-Type: application/pdf`).
+    pub fn post_pdf(&self, path: &str, token: &str, body: &[u8]) -> Reply {
+        let url = format!("{}{path}", self.base);
+        self.send(
+            self.client.post(url).bearer_auth(token).header("content-type", "application/pdf").body(body.to_vec()),
+        )
     }
 
     pub fn login(&self, username: &str, password: &str) -> String {
